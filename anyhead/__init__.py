@@ -1,0 +1,1 @@
+"""AnyHead: the dataset builder (head assets, renders, photos, webdataset shards)."""

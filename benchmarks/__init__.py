@@ -1,0 +1,1 @@
+"""Benchmarks: metrics, method registry, runner and leaderboards."""

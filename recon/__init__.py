@@ -1,0 +1,1 @@
+"""Any3DAvatar: Gaussian rendering core, models, training and inference."""
