@@ -119,22 +119,31 @@ def unproject(uv: np.ndarray, depth: np.ndarray, w2c: np.ndarray, K: np.ndarray)
     return transform_points(invert_rigid(w2c), pc)
 
 
+def rays_through(w2c: np.ndarray, K: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World-space unit rays (origins, directions) through pixel coordinates ``uv`` (N, 2)."""
+    uv = np.asarray(uv, dtype=np.float64)
+    pix = np.concatenate([uv, np.ones((len(uv), 1))], axis=1)
+    c2w = invert_rigid(w2c)
+    d_world = _normalize(pix @ (c2w[:3, :3] @ np.linalg.inv(K)).T)
+    return np.broadcast_to(c2w[:3, 3], d_world.shape), d_world
+
+
+def pixel_grid(width: int, height: int, samples_per_side: int = 1) -> np.ndarray:
+    """Pixel coordinates (H*s*W*s, 2) of an s x s stratified grid per pixel, row-major.
+
+    OpenCV convention: pixel (0, 0)'s centre is at (0.5, 0.5)."""
+    s = int(samples_per_side)
+    u, v = np.meshgrid((np.arange(width * s) + 0.5) / s, (np.arange(height * s) + 0.5) / s)
+    return np.stack([u.ravel(), v.ravel()], axis=1)
+
+
 def pixel_rays(w2c: np.ndarray, K: np.ndarray, width: int, height: int, samples_per_side: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """World-space rays through a pixel grid (OpenCV: pixel (0, 0)'s centre is at (0.5, 0.5)).
+    """World-space rays through a pixel grid (see :func:`pixel_grid`); directions are unit length.
 
     With ``samples_per_side = s`` each pixel gets an s x s stratified grid of sub-pixel rays
-    (supersampling); rays come out in (H*s, W*s) row-major order. Directions are unit length.
+    (supersampling); rays come out in (H*s, W*s) row-major order.
     """
-    s = int(samples_per_side)
-    xs = (np.arange(width * s) + 0.5) / s
-    ys = (np.arange(height * s) + 0.5) / s
-    u, v = np.meshgrid(xs, ys)
-    pix = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], axis=1)
-    d_cam = pix @ np.linalg.inv(K).T
-    c2w = invert_rigid(w2c)
-    d_world = _normalize(d_cam @ c2w[:3, :3].T)
-    origins = np.broadcast_to(c2w[:3, 3], d_world.shape)
-    return origins, d_world
+    return rays_through(w2c, K, pixel_grid(width, height, samples_per_side))
 
 
 def plucker_rays(origins: np.ndarray, directions: np.ndarray) -> np.ndarray:

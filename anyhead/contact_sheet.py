@@ -43,17 +43,34 @@ def sheet(tiles: list[list[np.ndarray]], labels: list[str], cols: int = 4) -> np
     return np.concatenate(rows, 0)
 
 
+def render_gallery(renders: Path, n: int, n_targets: int = 8) -> np.ndarray:
+    """Rows of rendered samples: the input portrait, then targets spread around the head."""
+    from PIL import Image
+
+    rows = []
+    for d in sorted(p for p in renders.iterdir() if (p / "meta.json").exists())[:n]:
+        views = sorted(d.glob("view_[0-9][0-9][0-9].png"))
+        pick = [views[int(i)] for i in np.linspace(0, len(views) - 1, n_targets, endpoint=False).round()]
+        rows.append(np.concatenate([np.asarray(Image.open(p).convert("RGB")) for p in [d / "input_000.png", *pick]], 1))
+    return np.concatenate(rows, 0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="data/ict/ict_model.npz")
     ap.add_argument("--assets", default=None, help="an assets folder (data/<profile>/assets) instead of sampling")
+    ap.add_argument("--renders", default=None, help="a renders folder (data/<profile>/renders): input + targets per head")
     ap.add_argument("--res", type=int, default=192)
     ap.add_argument("--out", default="docs/images/heads_contact_sheet.png")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
     tiles, labels = [], []
+    if args.renders:
+        save_png(args.out, render_gallery(Path(args.renders), args.n))
+        print(f"wrote {args.out}")
+        return
     if args.assets:
         folders = sorted(p for p in Path(args.assets).iterdir() if (p / "meta.json").exists())[: args.n]
         assets = (HeadAsset.load(p) for p in folders)

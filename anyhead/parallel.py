@@ -36,7 +36,8 @@ def map_tasks(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 1, 
 
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.WARNING)
         client = Client(cluster)
     else:
         client = Client(scheduler)

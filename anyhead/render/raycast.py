@@ -105,8 +105,8 @@ class HeadRenderer:
     def _shade(self, prim: np.ndarray, bary: np.ndarray, pos: np.ndarray, view: np.ndarray, light: Lighting,
                shadows: bool) -> tuple[np.ndarray, np.ndarray]:
         n = np.einsum("nk,nkc->nc", bary, self.corner_normals[prim])
-        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-9)
-        flip = (n * view).sum(1) < 0  # two-sided: face the viewer (view points to the camera)
+        n /= np.maximum(np.sqrt(np.einsum("ij,ij->i", n, n)), 1e-9)[:, None]
+        flip = np.einsum("ij,ij->i", n, view) < 0  # two-sided: face the viewer (view points to the camera)
         n[flip] *= -1
         albedo = self._albedo(prim, bary)
         ks, shin = self.spec[self.face_part[prim]].T
@@ -121,65 +121,97 @@ class HeadRenderer:
                 hit = self.caster.cast(pos[lit] + n[lit] * 1e-4, np.broadcast_to(l, (len(lit), 3)))
                 vis[lit[hit["primID"] >= 0]] = 0.0
             h = view + l
-            h /= np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-9)
-            fres = 0.04 + 0.96 * (1 - np.clip((view * h).sum(1), 0, 1)) ** 5
-            spec = ks * (shin + 8) / (8 * np.pi) * np.clip((n * h).sum(1), 0, 1) ** shin * fres * 4
+            h /= np.maximum(np.sqrt(np.einsum("ij,ij->i", h, h)), 1e-9)[:, None]
+            fres = 0.04 + 0.96 * (1 - np.clip(np.einsum("ij,ij->i", view, h), 0, 1)) ** 5
+            spec = ks * (shin + 8) / (8 * np.pi) * np.clip(np.einsum("ij,ij->i", n, h), 0, 1) ** shin * fres * 4
             col += (albedo * ndl[:, None] + spec[:, None] * (ndl > 0)[:, None]) * (vis[:, None] * np.asarray(lcol))
         return col.astype(np.float32), n
 
     # -- rendering --------------------------------------------------------------------------
-    def render(self, cam: Camera, light: Lighting | None = None, supersample: int = 2,
-               background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> RenderOutput:
-        light = light or Lighting()
-        s = int(supersample)
-        o, d = cam.rays(s)
-        o = np.ascontiguousarray(o, np.float32)
-        d = np.ascontiguousarray(d, np.float32)
+    def _trace(self, o: np.ndarray, d: np.ndarray, light: Lighting, bg_lin: np.ndarray, cam_z: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Shade rays: linear colour (0 on misses), hit mask, camera-z depth, normal, part id."""
         hit = self.caster.cast(o, d)
         prim = hit["primID"]
         valid = np.flatnonzero(prim >= 0)
-        n_rays = len(d)
-        color = np.zeros((n_rays, 3), np.float32)
-        normal = np.zeros((n_rays, 3), np.float32)
-        depth = np.zeros(n_rays, np.float32)
-        part = np.full(n_rays, -1, np.int16)
+        n = len(d)
+        color = np.zeros((n, 3), np.float32)
+        normal = np.zeros((n, 3), np.float32)
+        depth = np.zeros(n, np.float32)
+        part = np.full(n, -1, np.int16)
         if len(valid):
             p = prim[valid]
             t = hit["tfar"][valid]
+            dv = d[valid]
             bary = np.stack([1 - hit["u"][valid] - hit["v"][valid], hit["u"][valid], hit["v"][valid]], 1)
-            pos = o[valid] + d[valid] * t[:, None]
-            c, nrm = self._shade(p, bary, pos, -d[valid], light, light.shadows)
-            # one transparency layer (lenses): blend with what lies behind
+            pos = o[valid] + dv * t[:, None]
+            c, nrm = self._shade(p, bary, pos, -dv, light, light.shadows)
             alpha = self.opacity[self.face_part[p]]
-            see = np.flatnonzero(alpha < 1.0)
+            see = np.flatnonzero(alpha < 1.0)  # one transparency layer (lenses)
             if len(see):
-                h2 = self.caster.cast(pos[see] + d[valid][see] * 1e-4, d[valid][see])
-                behind = np.asarray(background, np.float32)[None].repeat(len(see), 0)
-                behind = srgb_to_linear(behind).astype(np.float32)
+                h2 = self.caster.cast(pos[see] + dv[see] * 1e-4, dv[see])
+                behind = np.repeat(bg_lin[None], len(see), 0).astype(np.float32)
                 ok = np.flatnonzero(h2["primID"] >= 0)
                 if len(ok):
-                    p2 = h2["primID"][ok]
                     b2 = np.stack([1 - h2["u"][ok] - h2["v"][ok], h2["u"][ok], h2["v"][ok]], 1)
-                    pos2 = pos[see][ok] + d[valid][see][ok] * h2["tfar"][ok][:, None]
-                    behind[ok], _ = self._shade(p2, b2, pos2, -d[valid][see][ok], light, False)
+                    pos2 = pos[see][ok] + dv[see][ok] * h2["tfar"][ok][:, None]
+                    behind[ok], _ = self._shade(h2["primID"][ok], b2, pos2, -dv[see][ok], light, False)
                 a = alpha[see][:, None]
                 c[see] = a * c[see] + (1 - a) * behind
             color[valid] = c
             normal[valid] = nrm
-            cam_z = d[valid] @ cam.w2c[2, :3].astype(np.float32)
-            depth[valid] = t * cam_z
+            depth[valid] = t * (dv @ cam_z)
             part[valid] = self.face_part[p]
+        return color, prim >= 0, depth, normal, part
+
+    def render(self, cam: Camera, light: Lighting | None = None, supersample: int = 2,
+               background: tuple[float, float, float] = (1.0, 1.0, 1.0), adaptive: bool = True) -> RenderOutput:
+        """Render one view. ``supersample = s`` anti-aliases with s x s rays per pixel: on every
+        pixel (``adaptive=False``) or only where the pixel or a 4-neighbour differs in what its
+        centre ray hits (background, part): silhouettes and part boundaries, where aliasing is."""
+        from ..cameras import pixel_grid, rays_through
+
+        light = light or Lighting()
+        s = int(supersample)
         H, W = cam.height, cam.width
-        cov = (prim >= 0).astype(np.float32).reshape(H, s, W, s).mean((1, 3))
-        lin = color.reshape(H, s, W, s, 3).mean((1, 3))  # premultiplied by coverage
         bg = srgb_to_linear(np.asarray(background)).astype(np.float32)
+        cam_z = cam.w2c[2, :3].astype(np.float32)
+
+        def trace(uv: np.ndarray):
+            o, d = rays_through(cam.w2c, cam.K, uv)
+            return self._trace(np.ascontiguousarray(o, np.float32), np.ascontiguousarray(d, np.float32), light, bg, cam_z)
+
+        if not adaptive or s == 1:
+            color, hit, depth, normal, part = trace(pixel_grid(W, H, s))
+            cov = hit.astype(np.float32).reshape(H, s, W, s).mean((1, 3))
+            lin = color.reshape(H, s, W, s, 3).mean((1, 3))
+            hits = np.maximum(hit.reshape(H, s, W, s).sum((1, 3)), 1)
+            dep = depth.reshape(H, s, W, s).sum((1, 3)) / hits
+            nor = normal.reshape(H, s, W, s, 3).sum((1, 3))
+            nor /= np.maximum(np.linalg.norm(nor, axis=-1, keepdims=True), 1e-9)
+            prt = part.reshape(H, s, W, s)[:, s // 2, :, s // 2]
+        else:
+            color, hit, depth, normal, part = trace(pixel_grid(W, H, 1))
+            key = part.reshape(H, W)
+            edge = np.zeros((H, W), bool)
+            dx, dy = key[:, 1:] != key[:, :-1], key[1:] != key[:-1]
+            edge[:, 1:] |= dx
+            edge[:, :-1] |= dx
+            edge[1:] |= dy
+            edge[:-1] |= dy
+            lin = color.reshape(H, W, 3)
+            cov = hit.reshape(H, W).astype(np.float32)
+            rows, cols = np.nonzero(edge)
+            if len(rows):
+                off = (np.stack(np.meshgrid(np.arange(s), np.arange(s)), -1).reshape(-1, 2) + 0.5) / s
+                uv = (np.stack([cols, rows], 1)[:, None, :] + off[None]).reshape(-1, 2)
+                c2, h2, _, _, _ = trace(uv)
+                lin[rows, cols] = c2.reshape(-1, s * s, 3).mean(1)
+                cov[rows, cols] = h2.reshape(-1, s * s).mean(1)
+            dep, nor, prt = depth.reshape(H, W), normal.reshape(H, W, 3), key
         rgb = linear_to_srgb(_tonemap(lin) + bg * (1 - cov[..., None]))
-        hits = np.maximum((prim >= 0).reshape(H, s, W, s).sum((1, 3)), 1)
-        dep = depth.reshape(H, s, W, s).sum((1, 3)) / hits
-        nor = normal.reshape(H, s, W, s, 3).sum((1, 3))
-        nor /= np.maximum(np.linalg.norm(nor, axis=-1, keepdims=True), 1e-9)
-        prt = part.reshape(H, s, W, s)[:, s // 2, :, s // 2]
-        return RenderOutput((rgb * 255 + 0.5).astype(np.uint8), cov, dep.astype(np.float32), nor.astype(np.float32), prt)
+        return RenderOutput((rgb * 255 + 0.5).astype(np.uint8), cov.astype(np.float32), dep.astype(np.float32),
+                            nor.astype(np.float32), prt.astype(np.int16))
 
 
 def _tonemap(c: np.ndarray) -> np.ndarray:

@@ -1,0 +1,88 @@
+"""Render one head asset into a multi-view sample: input portrait(s), dense targets, GT points."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..assets import HeadAsset
+from ..cameras import Camera
+from .raycast import HeadRenderer, Lighting, RenderOutput
+from .rigs import sample_input_camera, target_rig
+
+# Parts inside the head that never count as visible surface for geometry metrics.
+INTERIOR_PARTS = ("mouth",)
+
+
+@dataclass
+class ViewRecord:
+    role: str  # "input" or "target"
+    camera: Camera
+    output: RenderOutput
+    yaw: float
+    pitch: float
+    extra: dict[str, Any]
+
+
+def sample_surface(asset: HeadAsset, n: int, rng: np.random.Generator, exclude: tuple[str, ...] = INTERIOR_PARTS
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Area-weighted surface samples over all parts: (points, normals, part index)."""
+    tris, parts = [], []
+    for i, p in enumerate(asset.parts):
+        if p.name in exclude:
+            continue
+        tris.append(p.vertices[p.faces].astype(np.float64))
+        parts.append(np.full(len(p.faces), i))
+    tri = np.concatenate(tris)
+    part = np.concatenate(parts)
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    area = np.linalg.norm(cross, axis=1) / 2
+    idx = rng.choice(len(tri), size=n, p=area / area.sum())
+    r1, r2 = rng.random(n), rng.random(n)
+    s = np.sqrt(r1)
+    w = np.stack([1 - s, s * (1 - r2), s * r2], 1)
+    pts = np.einsum("nk,nkc->nc", w, tri[idx])
+    nrm = cross[idx] / np.maximum(np.linalg.norm(cross[idx], axis=1, keepdims=True), 1e-12)
+    return pts, nrm, part[idx]
+
+
+def visible_points(pts: np.ndarray, views: list[ViewRecord], tol: float = 0.002) -> np.ndarray:
+    """Index of the first view that sees each point (depth test against its depth map), -1 if none."""
+    seen = np.full(len(pts), -1)
+    for i, v in enumerate(views):
+        uv, z = v.camera.project(pts)
+        H, W = v.output.depth.shape
+        col, row = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
+        inside = (col >= 0) & (col < W) & (row >= 0) & (row < H) & (z > 0)
+        d = np.zeros(len(pts))
+        d[inside] = v.output.depth[row[inside], col[inside]]
+        ok = inside & (d > 0) & (np.abs(d - z) < tol) & (seen < 0)
+        seen[ok] = i
+    return seen
+
+
+def render_sample(asset: HeadAsset, cfg: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Inputs, targets and GT points of one head, all with one lighting."""
+    rng = np.random.default_rng(seed)
+    light = Lighting.sample(rng, shadows=bool(cfg.get("shadows", True)))
+    r = HeadRenderer(asset)
+    ss = int(cfg.get("supersample", 2))
+    views = []
+    for _ in range(int(cfg.get("n_inputs", 1))):
+        cam, info = sample_input_camera(rng, int(cfg["input_res"]), cfg)
+        views.append(ViewRecord("input", cam, r.render(cam, light, ss), info["yaw"], info["pitch"], info))
+    for cam, yaw, pitch in target_rig(int(cfg["n_targets"]), int(cfg["target_res"]), tuple(cfg.get("target_pitch", (-20, 50)))):
+        views.append(ViewRecord("target", cam, r.render(cam, light, ss), yaw, pitch, {}))
+    # GT points: oversample the surface, keep what the dense rig sees (the "visible head surface")
+    n = int(cfg.get("gt_points", 10000))
+    pts, nrm, part = sample_surface(asset, n * 3, rng)
+    targets = [v for v in views if v.role == "target"]
+    seen = visible_points(pts, targets)
+    keep = np.flatnonzero(seen >= 0)[:n]
+    # orient normals towards the camera that saw the point (part windings vary)
+    centres = np.stack([v.camera.center for v in targets])[seen[keep]]
+    flip = np.einsum("ij,ij->i", nrm[keep], centres - pts[keep]) < 0
+    nrm[keep[flip]] *= -1
+    points = np.concatenate([pts[keep], nrm[keep]], 1).astype(np.float32)
+    return {"views": views, "points": points, "point_parts": part[keep].astype(np.int16), "lighting": light.to_dict()}

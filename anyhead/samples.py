@@ -1,0 +1,80 @@
+"""One multi-view sample on disk and in a shard: file names, encodings and decoding.
+
+A sample is a set of files sharing a key (webdataset style):
+
+    input_000.png  input_000.mask.png  input_000.depth.png  input_000.normal.png
+    view_000.png   view_000.mask.png   view_000.depth.png   view_000.normal.png   ...
+    cameras.json   points.npy   meta.json
+
+Depth is camera z in units of 0.1 mm (uint16 PNG, 0 = empty); normals are world-space, stored
+as (n + 1) / 2 in 8-bit PNG; masks are coverage (alpha) in 8 bits. ``cameras.json`` and
+``meta.json`` record :data:`anyhead.cameras.CONVENTION`.
+"""
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .cameras import CONVENTION, Camera
+
+DEPTH_UNIT = 1e-4  # metres per depth step
+
+
+def png_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def encode_view(name: str, rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray | None = None,
+                normal: np.ndarray | None = None) -> dict[str, bytes]:
+    out = {f"{name}.png": png_bytes(rgb), f"{name}.mask.png": png_bytes((np.clip(alpha, 0, 1) * 255 + 0.5).astype(np.uint8))}
+    if depth is not None:
+        out[f"{name}.depth.png"] = png_bytes(np.clip(np.round(depth / DEPTH_UNIT), 0, 65535).astype(np.uint16))
+    if normal is not None:
+        n = np.where(np.linalg.norm(normal, axis=-1, keepdims=True) > 0, (normal + 1) / 2, 0)
+        out[f"{name}.normal.png"] = png_bytes((np.clip(n, 0, 1) * 255 + 0.5).astype(np.uint8))
+    return out
+
+
+def encode_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True).encode()
+
+
+def decode_image(b: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(b)))
+
+
+def decode_sample(files: dict[str, bytes]) -> dict[str, Any]:
+    """Decode a sample's files into numpy arrays and camera objects.
+
+    Returns ``{"key", "meta", "views": [{"name", "role", "camera", "rgb", "mask", "depth"?, "normal"?, "yaw", "pitch"}],
+    "points" (N, 6) or None}``. Raises ``ValueError`` for a sample from another camera convention.
+    """
+    cams = json.loads(files["cameras.json"])
+    conv = cams.get("convention", {})
+    if conv.get("camera") != CONVENTION["camera"] or conv.get("world") != CONVENTION["world"]:
+        raise ValueError(f"sample uses convention {conv}, expected {CONVENTION}")
+    views = []
+    for v in cams["views"]:
+        n = v["name"]
+        rec = {"name": n, "role": v["role"], "camera": Camera.from_dict(v), "yaw": v.get("yaw"), "pitch": v.get("pitch"),
+               "rgb": decode_image(files[f"{n}.png"]), "mask": decode_image(files[f"{n}.mask.png"]).astype(np.float32) / 255}
+        if f"{n}.depth.png" in files:
+            rec["depth"] = decode_image(files[f"{n}.depth.png"]).astype(np.float32) * DEPTH_UNIT
+        if f"{n}.normal.png" in files:
+            nn = decode_image(files[f"{n}.normal.png"]).astype(np.float32) / 255 * 2 - 1
+            rec["normal"] = nn
+        views.append(rec)
+    points = np.load(io.BytesIO(files["points.npy"])) if "points.npy" in files else None
+    return {"key": files.get("__key__"), "meta": json.loads(files["meta.json"]), "views": views, "points": points}
