@@ -123,3 +123,19 @@ def spherical_dirs(azimuth: np.ndarray, elevation: np.ndarray) -> np.ndarray:
     """Unit vectors; azimuth 0 = +z (face), +90 deg = +x (subject's left); elevation up from horizontal."""
     az, el = np.radians(azimuth), np.radians(elevation)
     return np.stack([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)], -1)
+
+
+def orient_outward(points: np.ndarray, normals: np.ndarray, caster: RayCaster, centre: np.ndarray = (0.0, 0.0, 0.0)
+                   ) -> np.ndarray:
+    """Flip normals that point into a closed-ish surface: a ray along an outward normal escapes,
+    one along an inward normal hits the far side. Where both or neither escape (ears, open
+    borders), the normal is made to point away from ``centre``."""
+    p = np.asarray(points, np.float64)
+    n = np.asarray(normals, np.float64)
+    eps = 1e-4
+    out_hit = caster.cast(p + n * eps, n)["primID"] >= 0
+    in_hit = caster.cast(p - n * eps, -n)["primID"] >= 0
+    flip = out_hit & ~in_hit
+    ambiguous = out_hit == in_hit
+    flip |= ambiguous & (np.einsum("ij,ij->i", p - np.asarray(centre), n) < 0)
+    return np.where(flip[:, None], -n, n).astype(np.float32)

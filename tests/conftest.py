@@ -13,6 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 ICT_ARCHIVE = Path(os.environ.get("ANYHEAD_ICT_ARCHIVE", ROOT.parent / "shared/ict-facekit/ICT-FaceKit-da5f95a.tar.gz"))
 CACHE = ROOT / ".cache"
 
+# pytest-xdist already runs one worker per core: more threads per worker only oversubscribe CI's 2 cores
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def ict_root() -> Path:
@@ -39,3 +45,26 @@ def ict_model(ict_root: Path):
 @pytest.fixture(scope="session")
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(ict_model, tmp_path_factory) -> Path:
+    """Two real rendered heads (32 px, 6 targets) in one training shard, via the production stages' code."""
+    from anyhead.heads import HeadSpec, build_head
+    from anyhead.shards import write_shards
+    from pipelines.render import render_one
+
+    root = tmp_path_factory.mktemp("tiny_shards")
+    cfg = {"input_res": 32, "target_res": 32, "n_inputs": 1, "n_targets": 6, "supersample": 2, "shadows": False,
+           "gt_points": 500, "input_yaw": 30, "input_pitch": 15, "focal_mm": [50, 50], "distance_jitter": 0.0,
+           "target_pitch": [-10, 30]}
+    samples = []
+    for i in range(2):
+        asset = build_head(ict_model, HeadSpec.sample(ict_model, 100 + i), texture_size=128)
+        asset.save(root / "assets" / f"h{i}")
+        render_one({"id": f"h{i}", "asset": str(root / "assets" / f"h{i}"), "out": str(root / "renders" / f"h{i}"),
+                    "cfg": cfg, "seed": i, "hash": "test"})
+        folder = root / "renders" / f"h{i}"
+        samples.append((f"h{i}", lambda folder=folder: {p.name: p.read_bytes() for p in folder.iterdir()}))
+    write_shards(samples, root / "train", "train", 1)
+    return root / "train"

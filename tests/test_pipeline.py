@@ -39,11 +39,12 @@ def test_dvc_repro_tiny(tmp_path, ict_root):
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     run("init", "-q")
     out = run("repro")
-    for stage in ("fetch_assets", "build_assets", "render", "shards", "dataset_card"):
+    for stage in ("fetch_assets", "build_assets", "render", "shards", "dataset_card", "train"):
         assert f"Running stage '{stage}'" in out
     shards = work / "data/tiny/shards"
     assert verify(shards) == []
     assert (work / "data/tiny/card/card.md").exists() and (work / "data/tiny/card/qa_contact_sheet.png").exists()
+    assert (work / "data/tiny/train/checkpoint.pt").exists() and (work / "data/tiny/train/train_log.csv").exists()
 
     again = run("repro")
     assert "Running stage" not in again  # nothing to do the second time

@@ -1,0 +1,158 @@
+"""Reconstruction latency of Any3DAvatar: median per component and end to end, plus peak memory.
+
+    python -m benchmarks.bench_latency [--profile gpu] [--image-size 512] [--iters 100] [--out latency.json]
+
+On CUDA the components are timed with CUDA events after a warm-up (encoder, scaffold tokens +
+denoiser, Gaussian decoder, gsplat render of one view at the input resolution); end to end is
+image -> Gaussians -> one rendered view, synchronised. On CPU the same harness uses wall-clock timers.
+Weights are random (latency does not depend on them); the auxiliary head is not part of inference,
+and a row shows the training graph's extra cost for reference.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from anyhead.cameras import intrinsics_from_fov, orbit_camera
+from anyhead.config import load_params
+from recon.any3davatar import Any3DAvatar, ModelConfig
+from recon.any3davatar.model import timestep_embedding
+from recon.any3davatar.scaffold import sphere_scaffold
+from recon.render import render
+
+PAPER_FASTEST_MS = 640.0
+
+
+class Timer:
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def time(self, fn: Callable[[], object], iters: int, warmup: int) -> list[float]:
+        for _ in range(warmup):
+            fn()
+        if self.cuda:
+            torch.cuda.synchronize()
+        out = []
+        for _ in range(iters):
+            if self.cuda:
+                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                a.record()
+                fn()
+                b.record()
+                torch.cuda.synchronize()
+                out.append(a.elapsed_time(b))
+            else:
+                t = time.perf_counter()
+                fn()
+                out.append((time.perf_counter() - t) * 1000)
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="gpu")
+    ap.add_argument("--image-size", type=int, default=512)
+    ap.add_argument("--patch", type=int, default=None, help="override the profile's patch size")
+    ap.add_argument("--iters", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="bf16")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    _, prof = load_params("params.yaml", args.profile)
+    mcfg = dict(prof["train"]["model"], image_size=args.image_size)
+    if args.patch:
+        mcfg["patch"] = args.patch
+    cfg = ModelConfig.from_dict(mcfg)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    a, n = sphere_scaffold(cfg.n_anchors)
+    model = Any3DAvatar(cfg, torch.tensor(a), torch.tensor(n)).to(device).eval()
+    inf = model.inference_module()
+    S = cfg.image_size
+    img = torch.rand(1, 3, S, S, device=device)
+    w2c = torch.tensor(orbit_camera(20, 5, 0.65)).float()[None].to(device)
+    K = torch.tensor(intrinsics_from_fov(30, S, S)).float()[None].to(device)
+    timer = Timer(device)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    state: dict[str, object] = {}
+
+    @torch.no_grad()
+    def enc():
+        with amp:
+            state["tok"], state["fmap"] = inf.encoder(img)
+
+    @torch.no_grad()
+    def den():
+        with amp:
+            x = inf.anchor_tokens(state["fmap"], w2c, K)
+            t = torch.full((1,), cfg.t_star, device=device)
+            x = x + inf.token_in(torch.zeros_like(inf.x_init))[None] + inf.t_embed(timestep_embedding(t, cfg.dim).to(x.dtype))[:, None]
+            for blk in inf.denoiser:
+                x = blk(x, state["tok"])
+            state["lat"] = inf.norm(x)
+
+    @torch.no_grad()
+    def dec():
+        with amp:
+            raw = inf.x_init + inf.decoder(state["lat"])
+        state["g"] = inf.activate(raw.float())
+
+    @torch.no_grad()
+    def ren():
+        state["img"] = render(state["g"], w2c[:, None], K[:, None], S, S)
+
+    @torch.no_grad()
+    def e2e():
+        with amp:
+            g = inf(img, w2c, K)
+        render(g, w2c[:, None], K[:, None], S, S)
+
+    rows = {}
+    for name, fn in [("encoder", enc), ("scaffold tokens + denoiser", den), ("gaussian decoder", dec), ("render 1 view", ren),
+                     ("end to end", e2e)]:
+        if name == "encoder":
+            fn()
+            den()
+            dec()
+        rows[name] = statistics.median(timer.time(fn, args.iters, args.warmup))
+    tw = w2c[:, None].repeat(1, 4, 1, 1)
+    tk = K[:, None].repeat(1, 4, 1, 1)
+
+    @torch.no_grad()
+    def train_graph():
+        with amp:
+            model(img, w2c, K, tw, tk, (S, S))
+
+    rows["(training graph incl. auxiliary head, 4 targets)"] = statistics.median(timer.time(train_graph, max(5, args.iters // 5), 3))
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
+    aux_params = sum(p.numel() for p in model.aux.parameters()) if model.aux is not None else 0
+    result = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+        "driver": torch.version.cuda if device.type == "cuda" else None, "torch": torch.__version__,
+        "timer": "cuda events" if device.type == "cuda" else "wall clock", "dtype": args.dtype,
+        "image_size": S, "batch": 1, "gaussians": model.num_gaussians, "anchors": cfg.n_anchors,
+        "inference_params": sum(p.numel() for p in inf.parameters()), "aux_head_params_not_run": aux_params,
+        "median_ms": rows, "peak_memory_mib": peak, "iters": args.iters, "warmup": args.warmup,
+        "paper_fastest_ms": PAPER_FASTEST_MS,
+    }
+    print(f"{result['device']} | torch {torch.__version__} | {args.dtype} | input {S}px | {model.num_gaussians} Gaussians")
+    print("| component | median ms |")
+    print("|---|---|")
+    for k, v in rows.items():
+        print(f"| {k} | {v:.2f} |")
+    print(f"| peak memory (MiB) | {peak:.0f} |")
+    print(f"| paper's fastest setting | {PAPER_FASTEST_MS:.0f} |")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

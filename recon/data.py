@@ -1,0 +1,71 @@
+"""Training batches from AnyHead shards, indexable so that every step's batch is a pure function of
+(seed, step): resumed training sees exactly the batches an uninterrupted run would have seen.
+
+The split's samples are held as their encoded files (PNG bytes, a few MB a head) and decoded per
+step; for far larger sets a streaming loader (``anyhead.loader.ShardDataset``) is the tool.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from anyhead.loader import shard_list
+from anyhead.samples import decode_sample
+from anyhead.shards import read_tar_samples
+
+
+class RawSamples:
+    """All samples of some shards, kept encoded, decoded on access."""
+
+    def __init__(self, shards: str | Path | list[str]) -> None:
+        paths = shard_list(shards)
+        if not paths:
+            raise FileNotFoundError(f"{shards}: no shards (.tar) found")
+        self.files: list[dict[str, bytes]] = [s for p in paths for s in read_tar_samples(p)]
+        if not self.files:
+            raise ValueError(f"{shards}: the split is empty")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return decode_sample(self.files[i])
+
+
+def _image(v: dict[str, Any], size: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(rgb (3, s, s), mask (1, s, s), K scaled to s) of one decoded view, area-resampled."""
+    rgb = torch.from_numpy(np.array(v["rgb"][..., :3])).permute(2, 0, 1).float() / 255
+    mask = torch.from_numpy(np.array(v["mask"]))[None].float()
+    K = v["camera"].K.copy()
+    H, W = rgb.shape[1:]
+    if (H, W) != (size, size):
+        rgb = F.interpolate(rgb[None], size=(size, size), mode="area")[0]
+        mask = F.interpolate(mask[None], size=(size, size), mode="area")[0]
+        K[0] *= size / W
+        K[1] *= size / H
+    return rgb, mask, K
+
+
+def make_batch(samples: RawSamples, indices: list[int], rng: np.random.Generator, input_size: int, target_size: int,
+               n_targets: int) -> dict[str, torch.Tensor]:
+    """Input portrait + ``n_targets`` random target views per sample, as float tensors."""
+    out: dict[str, list] = {k: [] for k in ("image", "w2c", "K", "t_rgb", "t_mask", "t_w2c", "t_K")}
+    for i in indices:
+        s = samples[i]
+        inp = next(v for v in s["views"] if v["role"] == "input")
+        rgb, _, K = _image(inp, input_size)
+        out["image"].append(rgb)
+        out["w2c"].append(torch.from_numpy(inp["camera"].w2c).float())
+        out["K"].append(torch.from_numpy(K).float())
+        targets = [v for v in s["views"] if v["role"] == "target"]
+        pick = rng.choice(len(targets), size=min(n_targets, len(targets)), replace=False)
+        t = [_image(targets[j], target_size) for j in pick]
+        out["t_rgb"].append(torch.stack([x[0] for x in t]))
+        out["t_mask"].append(torch.stack([x[1] for x in t]))
+        out["t_w2c"].append(torch.stack([torch.from_numpy(targets[j]["camera"].w2c).float() for j in pick]))
+        out["t_K"].append(torch.stack([torch.from_numpy(x[2]).float() for x in t]))
+    return {k: torch.stack(v) for k, v in out.items()}

@@ -1,0 +1,74 @@
+"""Image losses and the shared SSIM.
+
+SSIM follows Wang et al. 2004 with an 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03,
+population covariances, data range 1; ``crop=True`` averages the map away from the 5-pixel border,
+which makes it equal to ``skimage.metrics.structural_similarity(a, b, gaussian_weights=True,
+sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+SSIM_CARD = {"window": "gaussian 11x11, sigma 1.5", "K1": 0.01, "K2": 0.03, "covariance": "population",
+             "data_range": 1.0, "border": "5 px cropped (equals skimage gaussian_weights=True)"}
+
+
+def _gauss_window(channels: int, size: int = 11, sigma: float = 1.5, device=None, dtype=None) -> torch.Tensor:
+    x = torch.arange(size, device=device, dtype=dtype) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, crop: bool = True, reduce: bool = True) -> torch.Tensor:
+    """SSIM of image batches (B, C, H, W) in [0, 1]; per-image means (B,) or the map."""
+    C = a.shape[1]
+    w = _gauss_window(C, device=a.device, dtype=a.dtype)
+    pad = 5
+    f = lambda x: F.conv2d(F.pad(x, (pad,) * 4, mode="replicate"), w, groups=C)  # noqa: E731
+    mu_a, mu_b = f(a), f(b)
+    s_aa = f(a * a) - mu_a**2
+    s_bb = f(b * b) - mu_b**2
+    s_ab = f(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    m = ((2 * mu_a * mu_b + c1) * (2 * s_ab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (s_aa + s_bb + c2))
+    if crop:
+        m = m[..., pad:-pad, pad:-pad]
+    return m.mean((1, 2, 3)) if reduce else m
+
+
+@dataclass
+class LossWeights:
+    l1: float = 1.0
+    ssim: float = 0.2
+    lpips: float = 0.0  # > 0 needs the LPIPS weights (recon.lpips)
+    mask: float = 0.5
+    aux: float = 0.5
+
+
+class ReconLoss(torch.nn.Module):
+    """Rendered targets vs ground truth (L1, SSIM, LPIPS, alpha vs mask) + the auxiliary head's L1."""
+
+    def __init__(self, w: LossWeights) -> None:
+        super().__init__()
+        self.w = w
+        self.lpips = None
+        if w.lpips > 0:
+            from .lpips import LPIPS
+
+            self.lpips = LPIPS()
+
+    def forward(self, rgb: torch.Tensor, alpha: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor,
+                aux_rgb: torch.Tensor | None = None, aux_gt: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """rgb, gt (N, 3, H, W); alpha, mask (N, 1, H, W); aux (N', 3, r, r)."""
+        parts = {"l1": (rgb - gt).abs().mean(), "ssim": 1 - ssim(rgb, gt, crop=False).mean(),
+                 "mask": (alpha - mask).abs().mean()}
+        if self.lpips is not None:
+            parts["lpips"] = self.lpips(rgb.float(), gt.float(), normalize=True).mean()
+        if aux_rgb is not None and aux_gt is not None and self.w.aux > 0:
+            parts["aux"] = (aux_rgb - aux_gt).abs().mean()
+        total = sum(getattr(self.w, k) * v for k, v in parts.items())
+        return total, {k: float(v.detach()) for k, v in parts.items()}
