@@ -9,10 +9,14 @@ STAMP := $(VENV)/.installed
 .PHONY: install demo test contact-sheet bench-render clean
 
 $(STAMP): pyproject.toml
+	@# open3d's import needs Debian's libusb-1.0-0; install it when we can (CI and dev machines run as root)
+	@ldconfig -p | grep -q libusb-1.0 || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q libusb-1.0-0 >/dev/null)); } || \
+	  echo "warning: libusb-1.0-0 missing; open3d (TSDF meshes) will not import: apt-get install libusb-1.0-0"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# the CPU build of torch first, so nothing pulls a multi-GB CUDA build
-	$(PY) -m pip install -q torch==2.13.0 || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 

@@ -86,6 +86,9 @@ def write_card(shard_root: str | Path, out: str | Path, n_sheet: int = 16) -> di
     data = collect(shard_root)
     stats = data["stats"]
     write_json(out / "card.json", stats)
+    # numbers only, for `dvc metrics show`
+    write_json(out / "counts.json", {k: {f: c[f] for f in ("samples", "identities", "target_views", "gt_points", "skipped")}
+                                     for k, c in stats["splits"].items()})
     if data["examples"]:
         save_png(out / "qa_contact_sheet.png", qa_sheet(data["examples"], n_sheet))
     _plot(stats, out / "distributions.png")

@@ -12,11 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
-import time
-from typing import Callable
-
 import torch
 
 from anyhead.cameras import intrinsics_from_fov, orbit_camera
@@ -26,32 +21,9 @@ from recon.any3davatar.model import timestep_embedding
 from recon.any3davatar.scaffold import sphere_scaffold
 from recon.render import render
 
+from .metrics.timing import Timer, device_record
+
 PAPER_FASTEST_MS = 640.0
-
-
-class Timer:
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-
-    def time(self, fn: Callable[[], object], iters: int, warmup: int) -> list[float]:
-        for _ in range(warmup):
-            fn()
-        if self.cuda:
-            torch.cuda.synchronize()
-        out = []
-        for _ in range(iters):
-            if self.cuda:
-                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                a.record()
-                fn()
-                b.record()
-                torch.cuda.synchronize()
-                out.append(a.elapsed_time(b))
-            else:
-                t = time.perf_counter()
-                fn()
-                out.append((time.perf_counter() - t) * 1000)
-        return out
 
 
 def main() -> None:
@@ -121,7 +93,7 @@ def main() -> None:
             fn()
             den()
             dec()
-        rows[name] = statistics.median(timer.time(fn, args.iters, args.warmup))
+        rows[name] = timer.median(fn, args.iters, args.warmup)
     tw = w2c[:, None].repeat(1, 4, 1, 1)
     tk = K[:, None].repeat(1, 4, 1, 1)
 
@@ -130,19 +102,17 @@ def main() -> None:
         with amp:
             model(img, w2c, K, tw, tk, (S, S))
 
-    rows["(training graph incl. auxiliary head, 4 targets)"] = statistics.median(timer.time(train_graph, max(5, args.iters // 5), 3))
+    rows["(training graph incl. auxiliary head, 4 targets)"] = timer.median(train_graph, max(5, args.iters // 5), 3)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
     aux_params = sum(p.numel() for p in model.aux.parameters()) if model.aux is not None else 0
     result = {
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
-        "driver": torch.version.cuda if device.type == "cuda" else None, "torch": torch.__version__,
-        "timer": "cuda events" if device.type == "cuda" else "wall clock", "dtype": args.dtype,
+        **device_record(device), "timer": timer.kind, "dtype": args.dtype,
         "image_size": S, "batch": 1, "gaussians": model.num_gaussians, "anchors": cfg.n_anchors,
         "inference_params": sum(p.numel() for p in inf.parameters()), "aux_head_params_not_run": aux_params,
         "median_ms": rows, "peak_memory_mib": peak, "iters": args.iters, "warmup": args.warmup,
         "paper_fastest_ms": PAPER_FASTEST_MS,
     }
-    print(f"{result['device']} | torch {torch.__version__} | {args.dtype} | input {S}px | {model.num_gaussians} Gaussians")
+    print(f"{result.get('gpu', result.get('cpu'))} | driver {result.get('driver', '-')} | torch {torch.__version__} | {args.dtype} | input {S}px | {model.num_gaussians} Gaussians")
     print("| component | median ms |")
     print("|---|---|")
     for k, v in rows.items():

@@ -36,7 +36,7 @@ class RawSamples:
         return decode_sample(self.files[i])
 
 
-def _image(v: dict[str, Any], size: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+def view_tensors(v: dict[str, Any], size: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(rgb (3, s, s), mask (1, s, s), K scaled to s) of one decoded view, area-resampled."""
     rgb = torch.from_numpy(np.array(v["rgb"][..., :3])).permute(2, 0, 1).float() / 255
     mask = torch.from_numpy(np.array(v["mask"]))[None].float()
@@ -57,13 +57,13 @@ def make_batch(samples: RawSamples, indices: list[int], rng: np.random.Generator
     for i in indices:
         s = samples[i]
         inp = next(v for v in s["views"] if v["role"] == "input")
-        rgb, _, K = _image(inp, input_size)
+        rgb, _, K = view_tensors(inp, input_size)
         out["image"].append(rgb)
         out["w2c"].append(torch.from_numpy(inp["camera"].w2c).float())
         out["K"].append(torch.from_numpy(K).float())
         targets = [v for v in s["views"] if v["role"] == "target"]
         pick = rng.choice(len(targets), size=min(n_targets, len(targets)), replace=False)
-        t = [_image(targets[j], target_size) for j in pick]
+        t = [view_tensors(targets[j], target_size) for j in pick]
         out["t_rgb"].append(torch.stack([x[0] for x in t]))
         out["t_mask"].append(torch.stack([x[1] for x in t]))
         out["t_w2c"].append(torch.stack([torch.from_numpy(targets[j]["camera"].w2c).float() for j in pick]))

@@ -88,6 +88,28 @@ def turntable(g: Gaussians, path: str | Path, frames: int = 48, res: int = 256, 
             raise SystemExit(f"{path}: turntable must be .gif or .mp4")
 
 
+def export_mesh(g: Gaussians, path: str | Path, res: int = 256) -> None:
+    """TSDF-fuse the Gaussians' expected depth from 24 orbiting views into a mesh (open3d)."""
+    import open3d as o3d
+
+    from benchmarks.metrics.geometry import tsdf_mesh
+
+    K = intrinsics_from_fov(30.0, res, res)
+    depths, rgbs, w2cs = [], [], []
+    for yaw in range(0, 360, 30):
+        for pitch in (-15, 30):
+            w2c = orbit_camera(float(yaw), float(pitch), 0.65, LOOK_AT)
+            out = render(g, torch.tensor(w2c).float().to(g.means.device), torch.tensor(K).float().to(g.means.device), res, res)
+            a = out["alpha"][0].cpu().numpy()
+            depths.append(np.where(a > 0.5, out["depth"][0].cpu().numpy(), 0.0))
+            rgbs.append((out["rgb"].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).astype(np.uint8))
+            w2cs.append(w2c)
+    mesh = tsdf_mesh(depths, rgbs, w2cs, [K] * len(w2cs))
+    with atomic_path(path) as tmp:
+        o3d.io.write_triangle_mesh(str(tmp.with_suffix(Path(path).suffix)), mesh)
+        tmp.with_suffix(Path(path).suffix).rename(tmp)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("portrait")
@@ -95,6 +117,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="output .ply")
     ap.add_argument("--splat", default=None, help="also write antimatter15 .splat")
     ap.add_argument("--turntable", default=None, help=".gif or .mp4")
+    ap.add_argument("--mesh", default=None, help="also export a TSDF-fused mesh (.ply/.obj) of the Gaussians' depth")
     ap.add_argument("--focal-mm", type=float, default=50.0, help="35 mm-equivalent focal length of a photo")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
@@ -102,11 +125,14 @@ def main() -> None:
     model, ck = load_checkpoint(args.checkpoint, map_location=args.device)
     model.to(args.device).eval()
     image, w2c, K, info = prepare_input(args.portrait, model.cfg.image_size, args.focal_mm)
-    g = model.inference_module()(image.to(args.device), w2c.to(args.device), K.to(args.device))[0]
+    g = model.reconstruct(image.to(args.device), w2c.to(args.device), K.to(args.device))[0]
     save_ply(g, args.out, antialiased=False, extra={"checkpoint_step": ck["step"], "input": info})
     log.info("wrote %s (%d Gaussians)", args.out, g.num)
     if args.splat:
         save_splat(g, args.splat)
+    if args.mesh:
+        export_mesh(g, args.mesh)
+        log.info("wrote %s", args.mesh)
     if args.turntable:
         turntable(g, args.turntable)
         log.info("wrote %s", args.turntable)

@@ -34,14 +34,21 @@ from .any3davatar.scaffold import random_scaffold, template_scaffold
 from .data import RawSamples, make_batch
 from .losses import LossWeights, ReconLoss
 from .render import render
+from .splatter_image import SplatterConfig, SplatterImage
 
 log = logging.getLogger(__name__)
 LOG_FIELDS = ["step", "loss", "l1", "ssim", "lpips", "mask", "aux", "lr", "seconds"]
 
 
 def build_model(model_cfg: dict[str, Any], ict_model: str | os.PathLike[str] | None = None,
-                anchors: tuple[np.ndarray, np.ndarray] | None = None, seed: int = 0) -> Any3DAvatar:
-    """A model with its scaffold: given anchors, the ICT template, or the random ablation."""
+                anchors: tuple[np.ndarray, np.ndarray] | None = None, seed: int = 0) -> torch.nn.Module:
+    """A model from its config (``arch``: any3davatar or splatter_image). Any3DAvatar gets its
+    scaffold: the given anchors, the ICT template, or the random ablation."""
+    arch = model_cfg.get("arch", "any3davatar")
+    if arch == "splatter_image":
+        return SplatterImage(SplatterConfig.from_dict(model_cfg))
+    if arch != "any3davatar":
+        raise ValueError(f"unknown architecture {arch!r} (any3davatar, splatter_image)")
     cfg = ModelConfig.from_dict(model_cfg)
     if anchors is None:
         if cfg.scaffold == "random":
@@ -55,14 +62,17 @@ def build_model(model_cfg: dict[str, Any], ict_model: str | os.PathLike[str] | N
     return Any3DAvatar(cfg, torch.as_tensor(anchors[0]), torch.as_tensor(anchors[1]))
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> tuple[Any3DAvatar, dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """Model (scaffold included) and the checkpoint dict; needs no dataset or ICT files."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     ck = torch.load(path, map_location=map_location, weights_only=False)
     sd = ck["model"]
-    model = Any3DAvatar(ModelConfig.from_dict(ck["model_cfg"]), sd["anchors"], sd["normals"])
+    if ck["model_cfg"].get("arch", "any3davatar") == "splatter_image":
+        model = SplatterImage(SplatterConfig.from_dict(ck["model_cfg"]))
+    else:
+        model = Any3DAvatar(ModelConfig.from_dict(ck["model_cfg"]), sd["anchors"], sd["normals"])
     model.load_state_dict(sd)
     return model, ck
 
@@ -91,7 +101,7 @@ def _lr(step: int, cfg: dict[str, Any]) -> float:
 @dataclass
 class TrainResult:
     metrics: dict[str, Any]  # the last step's losses
-    model: Any3DAvatar  # this process's model (DDP keeps every rank's copy identical)
+    model: torch.nn.Module  # this process's model (DDP keeps every rank's copy identical)
 
 
 def train(cfg: dict[str, Any], shards: str | os.PathLike[str] | list[str], out: str | os.PathLike[str],
@@ -121,7 +131,7 @@ def train(cfg: dict[str, Any], shards: str | os.PathLike[str] | list[str], out: 
         if world > 1 else model
     data = RawSamples(shards)
     B, V = int(cfg["batch_size"]), int(cfg["n_targets"])
-    S, T = model.cfg.image_size, int(cfg["target_size"])
+    S, T = model.cfg.image_size, int(cfg["target_size"])  # every architecture's config has image_size
     use_bf16 = device.type == "cuda" and bool(cfg.get("bf16", True))
     steps = int(cfg["steps"])
     end = steps if stop_after is None else min(steps, start + stop_after)
@@ -135,8 +145,10 @@ def train(cfg: dict[str, Any], shards: str | os.PathLike[str] | list[str], out: 
         rng = np.random.default_rng([seed, step])
         idx = rng.choice(len(data), size=B * world, replace=len(data) < B * world)[rank::world].tolist()
         batch = {k: v.to(device) for k, v in make_batch(data, idx, np.random.default_rng([seed, step, rank, 1]), S, T, V).items()}
-        gen = torch.Generator().manual_seed(hash((seed, step, rank)) % (2**63))
-        noise = torch.randn((len(idx), *model.x_init.shape), generator=gen).to(device)
+        noise = None
+        if model.noise_shape is not None:
+            gen = torch.Generator().manual_seed(hash((seed, step, rank)) % (2**63))
+            noise = torch.randn((len(idx), *model.noise_shape), generator=gen).to(device)
         for g in opt.param_groups:
             g["lr"] = _lr(step, cfg)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -165,7 +177,7 @@ def train(cfg: dict[str, Any], shards: str | os.PathLike[str] | list[str], out: 
     return TrainResult(last, model)
 
 
-def save_checkpoint(path: Path, model: Any3DAvatar, opt: torch.optim.Optimizer, step: int, cfg: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, cfg: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "train_cfg": cfg,
                 "model_cfg": model.cfg.to_dict()}, tmp)

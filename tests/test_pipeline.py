@@ -39,12 +39,27 @@ def test_dvc_repro_tiny(tmp_path, ict_root):
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     run("init", "-q")
     out = run("repro")
-    for stage in ("fetch_assets", "build_assets", "render", "shards", "dataset_card", "train"):
+    from benchmarks.methods import REGISTRY, learned_methods
+
+    stages = ["fetch_assets", "build_assets", "render", "shards", "dataset_card", "report"]
+    stages += [f"train@{m}" for m in learned_methods()] + [f"evaluate@{m}" for m in REGISTRY]
+    for stage in stages:
         assert f"Running stage '{stage}'" in out
     shards = work / "data/tiny/shards"
     assert verify(shards) == []
     assert (work / "data/tiny/card/card.md").exists() and (work / "data/tiny/card/qa_contact_sheet.png").exists()
-    assert (work / "data/tiny/train/checkpoint.pt").exists() and (work / "data/tiny/train/train_log.csv").exists()
+    assert (work / "data/tiny/train/any3davatar/checkpoint.pt").exists()
+    # the leaderboard lists every method with every metric column filled
+    import pandas as pd
+
+    board = pd.read_csv(work / "data/tiny/leaderboard/leaderboard.csv")
+    assert sorted(board["Method"]) == sorted(REGISTRY)
+    assert not board.isna().any().any(), board.columns[board.isna().any()].tolist()
+    md = (work / "data/tiny/leaderboard/leaderboard.md").read_text()
+    assert "| - |" not in md and "split" in md.lower()
+    for f in ("leaderboard.tex", "quality_vs_time.png", "psnr_by_yaw.png", "qualitative.png", "summary.json"):
+        assert (work / "data/tiny/leaderboard" / f).exists(), f
+    assert "any3davatar" in run("metrics", "show")
 
     again = run("repro")
     assert "Running stage" not in again  # nothing to do the second time

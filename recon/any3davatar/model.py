@@ -34,6 +34,7 @@ PARAMS_PER_GAUSSIAN = 14  # offset 3, log-scale 3, quaternion 4, opacity 1, colo
 
 @dataclass
 class ModelConfig:
+    arch: str = "any3davatar"
     image_size: int = 64
     patch: int = 8
     dim: int = 128
@@ -277,6 +278,11 @@ class Any3DAvatar(nn.Module):
     @property
     def num_gaussians(self) -> int:
         return self.cfg.n_anchors * self.cfg.gaussians_per_anchor
+
+    @property
+    def noise_shape(self) -> tuple[int, ...] | None:
+        """Shape of one sample's denoising noise (what the trainer draws per step), None at t* = 0."""
+        return tuple(self.x_init.shape) if self.cfg.t_star > 0 else None
 
 
 class InferenceAny3DAvatar(nn.Module):

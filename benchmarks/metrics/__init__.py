@@ -1,0 +1,1 @@
+"""Metrics with their cards: image quality (PSNR, SSIM, LPIPS), geometry, timing."""
