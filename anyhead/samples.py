@@ -55,8 +55,11 @@ def decode_image(b: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(b)))
 
 
-def decode_sample(files: dict[str, bytes]) -> dict[str, Any]:
+def decode_sample(files: dict[str, bytes], views: set[str] | None = None, geometry: bool = True) -> dict[str, Any]:
     """Decode a sample's files into numpy arrays and camera objects.
+
+    ``views`` limits decoding to those view names; ``geometry=False`` skips depth and normal maps
+    (training needs only colour and masks).
 
     Returns ``{"key", "meta", "views": [{"name", "role", "camera", "rgb", "mask", "depth"?, "normal"?, "yaw", "pitch"}],
     "points" (N, 6) or None}``. Raises ``ValueError`` for a sample from another camera convention.
@@ -65,16 +68,18 @@ def decode_sample(files: dict[str, bytes]) -> dict[str, Any]:
     conv = cams.get("convention", {})
     if conv.get("camera") != CONVENTION["camera"] or conv.get("world") != CONVENTION["world"]:
         raise ValueError(f"sample uses convention {conv}, expected {CONVENTION}")
-    views = []
+    decoded = []
     for v in cams["views"]:
         n = v["name"]
+        if views is not None and n not in views:
+            continue
         rec = {"name": n, "role": v["role"], "camera": Camera.from_dict(v), "yaw": v.get("yaw"), "pitch": v.get("pitch"),
                "rgb": decode_image(files[f"{n}.png"]), "mask": decode_image(files[f"{n}.mask.png"]).astype(np.float32) / 255}
-        if f"{n}.depth.png" in files:
+        if geometry and f"{n}.depth.png" in files:
             rec["depth"] = decode_image(files[f"{n}.depth.png"]).astype(np.float32) * DEPTH_UNIT
-        if f"{n}.normal.png" in files:
+        if geometry and f"{n}.normal.png" in files:
             nn = decode_image(files[f"{n}.normal.png"]).astype(np.float32) / 255 * 2 - 1
             rec["normal"] = nn
-        views.append(rec)
-    points = np.load(io.BytesIO(files["points.npy"])) if "points.npy" in files else None
-    return {"key": files.get("__key__"), "meta": json.loads(files["meta.json"]), "views": views, "points": points}
+        decoded.append(rec)
+    points = np.load(io.BytesIO(files["points.npy"])) if geometry and "points.npy" in files else None
+    return {"key": files.get("__key__"), "meta": json.loads(files["meta.json"]), "views": decoded, "points": points}

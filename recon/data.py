@@ -6,6 +6,7 @@ step; for far larger sets a streaming loader (``anyhead.loader.ShardDataset``) i
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,13 @@ class RawSamples:
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return decode_sample(self.files[i])
+    def views(self, i: int) -> list[dict[str, Any]]:
+        """The camera records of sample i (no image decoding)."""
+        return json.loads(self.files[i]["cameras.json"])["views"]
+
+    def decode(self, i: int, names: set[str]) -> dict[str, Any]:
+        """Sample i with only the named views' colour and masks decoded."""
+        return decode_sample(self.files[i], views=names, geometry=False)
 
 
 def view_tensors(v: dict[str, Any], size: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -55,17 +61,22 @@ def make_batch(samples: RawSamples, indices: list[int], rng: np.random.Generator
     """Input portrait + ``n_targets`` random target views per sample, as float tensors."""
     out: dict[str, list] = {k: [] for k in ("image", "w2c", "K", "t_rgb", "t_mask", "t_w2c", "t_K")}
     for i in indices:
-        s = samples[i]
-        inp = next(v for v in s["views"] if v["role"] == "input")
+        cams = samples.views(i)
+        inp_name = next(v["name"] for v in cams if v["role"] == "input")
+        target_names = [v["name"] for v in cams if v["role"] == "target"]
+        pick = rng.choice(len(target_names), size=min(n_targets, len(target_names)), replace=False)
+        chosen = [target_names[j] for j in pick]
+        s = samples.decode(i, {inp_name, *chosen})
+        by_name = {v["name"]: v for v in s["views"]}
+        inp = by_name[inp_name]
         rgb, _, K = view_tensors(inp, input_size)
         out["image"].append(rgb)
         out["w2c"].append(torch.from_numpy(inp["camera"].w2c).float())
         out["K"].append(torch.from_numpy(K).float())
-        targets = [v for v in s["views"] if v["role"] == "target"]
-        pick = rng.choice(len(targets), size=min(n_targets, len(targets)), replace=False)
-        t = [view_tensors(targets[j], target_size) for j in pick]
+        targets = [by_name[n] for n in chosen]
+        t = [view_tensors(v, target_size) for v in targets]
         out["t_rgb"].append(torch.stack([x[0] for x in t]))
         out["t_mask"].append(torch.stack([x[1] for x in t]))
-        out["t_w2c"].append(torch.stack([torch.from_numpy(targets[j]["camera"].w2c).float() for j in pick]))
+        out["t_w2c"].append(torch.stack([torch.from_numpy(v["camera"].w2c).float() for v in targets]))
         out["t_K"].append(torch.stack([torch.from_numpy(x[2]).float() for x in t]))
     return {k: torch.stack(v) for k, v in out.items()}

@@ -5,6 +5,8 @@
 * Checkpoints (model, optimizer, schedule, step, configs) written atomically; ``resume=True``
   continues from the last one and reproduces an uninterrupted run exactly: each step's batch,
   target views and denoising noise are pure functions of (seed, step, rank).
+* ``time_budget_min`` (optional) stops early, checkpointed, when the wall-clock budget is spent,
+  so methods trained side by side on one GPU get the same time; the steps reached are recorded.
 * A progress bar, and ``train_log.csv`` (one row per logged step) that ``dvc plots`` reads.
 
     torchrun --nproc-per-node 2 -m recon.train --shards data/gpu/shards/train --out runs/a3da --profile gpu
@@ -141,7 +143,14 @@ def train(cfg: dict[str, Any], shards: str | os.PathLike[str] | list[str], out: 
     last: dict[str, Any] = {}
     t0 = time.perf_counter()
     bar = tqdm(range(start, end), desc="train", disable=rank != 0, initial=start, total=steps)
+    budget_s = 60.0 * float(cfg["time_budget_min"]) if cfg.get("time_budget_min") else None
     for step in bar:
+        if budget_s is not None and time.perf_counter() - t0 > budget_s:
+            log.warning("stopping at step %d of %d: time budget of %s min spent", step, steps, cfg["time_budget_min"])
+            if rank == 0 and step > start:
+                save_checkpoint(ck_path, model, opt, step, cfg)
+                _append_log(out / "train_log.csv", last)
+            break
         rng = np.random.default_rng([seed, step])
         idx = rng.choice(len(data), size=B * world, replace=len(data) < B * world)[rank::world].tolist()
         batch = {k: v.to(device) for k, v in make_batch(data, idx, np.random.default_rng([seed, step, rank, 1]), S, T, V).items()}
