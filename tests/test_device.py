@@ -52,7 +52,7 @@ def test_gradients_agree():
     target = torch.rand(1, 3, res, res)
     grads = {}
     for backend, dev in (("torch", "cpu"), ("gsplat", "cuda")):
-        gd = g.to(dev)
+        gd = g.detach().to(dev)  # fresh leaves for each backend
         for t in (gd.means, gd.colors, gd.opacity_logits):
             t.requires_grad_(True)
         out = render(gd, w2c.to(dev), K.to(dev), res, res, backend=backend)

@@ -27,7 +27,7 @@ class LearnedMethod(Method):
                 raise FileNotFoundError(f"{self.name}: checkpoint {self.checkpoint} not found; train it first "
                                         f"(`dvc repro train@{self.name}` or `python -m benchmarks.train --method {self.name}`)"
                                         " or pass --checkpoint")
-            m, ck = load_checkpoint(self.checkpoint, map_location=str(self.device))
+            m, ck = load_checkpoint(self.checkpoint, map_location="cpu")  # built on CPU, then moved
             self._m, self._step = m.to(self.device).eval(), ck["step"]
         return self._m
 

@@ -201,7 +201,7 @@ class Any3DAvatar(nn.Module):
         M = self.anchors.shape[0]
         s = float(anchor_spacing(self.anchors))
         n = self.normals
-        t1 = F.normalize(torch.cross(n, torch.tensor([0.0, 1.0, 0.3]).expand_as(n), dim=-1), dim=-1)
+        t1 = F.normalize(torch.cross(n, n.new_tensor([0.0, 1.0, 0.3]).expand_as(n), dim=-1), dim=-1)
         t2 = torch.cross(n, t1, dim=-1)
         ang = torch.arange(k) * 2 * math.pi / k
         rad = 0.0 if k == 1 else 0.35 * s
