@@ -20,6 +20,8 @@ def main() -> None:
     ap.add_argument("--profile", default=None)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--max-steps", type=int, default=None,
+                    help="stop after this many steps (the LR schedule still spans train.steps): to match another run's budget")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
     profile, prof = load_params(args.params, args.profile)
@@ -28,7 +30,11 @@ def main() -> None:
     if args.method not in learned_methods():
         raise SystemExit(f"{args.method} is not a learned method; nothing to train (learned: {', '.join(learned_methods())})")
     method = get_method(args.method, prof)
-    train(method.train_config(), f"data/{profile}/shards/train", f"data/{profile}/train/{args.method}", not args.no_resume)
+    cfg = method.train_config()
+    if args.max_steps:
+        cfg.pop("time_budget_min", None)
+    train(cfg, f"data/{profile}/shards/train", f"data/{profile}/train/{args.method}", not args.no_resume,
+          stop_after=args.max_steps)
 
 
 if __name__ == "__main__":

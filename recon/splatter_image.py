@@ -1,8 +1,8 @@
 """Splatter Image (Szymanowicz et al., CVPR 2024), re-implemented as the feed-forward peer baseline.
 
 A U-Net maps the input image to one 3D Gaussian per output pixel: a depth along the pixel's ray
-(between ``near`` and ``far`` around the head), a small 3D offset, scale, rotation, opacity and
-colour. Gaussians are pixel-aligned, so the far side of the head is only what the network learns
+(the camera's distance to the head centre plus an offset in [``near``, ``far``]: portraits are taken
+from 0.4 to 1.1 m), a small 3D offset, scale, rotation, opacity and colour. Gaussians are pixel-aligned, so the far side of the head is only what the network learns
 to place behind the visible surface; that is the regime where Any3DAvatar's full-head scaffold
 should help. Trained with the same trainer, data and budget as Any3DAvatar.
 """
@@ -25,8 +25,8 @@ class SplatterConfig:
     base: int = 32
     levels: int = 3
     out_stride: int = 1  # Gaussians per pixel of the image_size/out_stride grid
-    near: float = 0.35
-    far: float = 0.95
+    near: float = -0.25  # depth range along each ray, relative to the camera's distance to the head centre
+    far: float = 0.25
     max_offset: float = 0.02
 
     @classmethod
@@ -84,9 +84,8 @@ class SplatterImage(nn.Module):
         n = p.shape[-1]
         p = p.flatten(2).transpose(1, 2).float()  # (B, n*n, 15)
         o2, d2 = self._rays(w2c, K, n)
-        dist = o2.norm(dim=-1, keepdim=True)[:, None]
-        depth = self.cfg.near + (self.cfg.far - self.cfg.near) * torch.sigmoid(p[..., :1])
-        depth = depth * dist / dist.mean()  # scale the depth range with the camera distance
+        dist = o2.norm(dim=-1, keepdim=True)[:, None]  # (B, 1, 1): camera to head centre
+        depth = dist + self.cfg.near + (self.cfg.far - self.cfg.near) * torch.sigmoid(p[..., :1])
         means = o2[:, None] + d2 * depth + self.cfg.max_offset * torch.tanh(p[..., 1:4])
         quats = p[..., 7:11] + torch.tensor([1.0, 0, 0, 0], device=p.device)
         g = Gaussians(means, quats, (p[..., 4:7] - 5.5).clamp(-9, -2), p[..., 11] + 1.0, torch.sigmoid(p[..., 12:15]))

@@ -122,3 +122,18 @@ def test_template_scaffold_covers_the_head(ict_model):
 def test_config_mismatch_error():
     with pytest.raises(ValueError, match="anchors"):
         Any3DAvatar(ModelConfig.from_dict({**CFG, "n_anchors": 10}), torch.zeros(5, 3), torch.ones(5, 3))
+
+
+def test_splatter_image_places_gaussians_around_the_head_at_any_distance():
+    from recon.splatter_image import SplatterConfig, SplatterImage
+
+    m = SplatterImage(SplatterConfig(image_size=32, base=16, levels=2))
+    for dist in (0.44, 1.06):  # the input rig's range of camera distances
+        w2c = torch.tensor(orbit_camera(20, 5, dist)).float()[None]
+        K = torch.tensor(intrinsics_from_fov(20, 32, 32)).float()[None]
+        g = m(torch.rand(1, 3, 32, 32), w2c, K)["gaussians"]
+        # untrained, every pixel's Gaussian sits at the head centre's depth along its ray: the
+        # central pixel's ray passes through the head centre
+        assert g.means[0, 16 * 32 + 16].norm() < 0.01, dist
+        cam_dist = (g.means[0] - camera_centers(w2c)[0]).norm(dim=-1)
+        assert (cam_dist > dist - 0.27).all() and (cam_dist < dist + 0.27).all()
