@@ -17,7 +17,7 @@ import numpy as np
 from .assets import Part
 from .geometry import RayCaster, cylinder, ellipse, fan, grid_faces, sphere, spherical_dirs, tube
 from .ict import ICTModel
-from .io import InputError
+from .io import InputError, load_triangle_mesh
 
 ACCESSORY_KINDS = ("glasses", "hat", "earrings", "headphones")
 FRAME_COLORS = [(0.05, 0.05, 0.05), (0.35, 0.2, 0.1), (0.6, 0.6, 0.62), (0.55, 0.1, 0.1), (0.1, 0.15, 0.35)]
@@ -234,7 +234,6 @@ def load_user_accessory(path: str | os.PathLike[str], spec: dict[str, Any] | str
     (metres, head frame), ``scale``, ``rotation_deg`` (xyz Euler), ``units`` (m/cm/mm of the file),
     ``material``, ``color`` (used when the mesh has no colours).
     """
-    import trimesh
 
     path = Path(path)
     if not isinstance(spec, dict):
@@ -252,12 +251,7 @@ def load_user_accessory(path: str | os.PathLike[str], spec: dict[str, Any] | str
         raise InputError(path, f"anchor spec has unknown keys {sorted(extra)}; allowed: {sorted(ANCHOR_SPEC_KEYS)}")
     if spec.get("anchor") not in anchor_points:
         raise InputError(path, f"anchor {spec.get('anchor')!r} unknown; choose one of {sorted(anchor_points)}")
-    try:
-        mesh = trimesh.load(path, force="mesh", process=False)
-    except Exception as e:  # trimesh raises many types for bad files
-        raise InputError(path, f"cannot read mesh: {e}") from e
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise InputError(path, "file holds no triangle mesh")
+    mesh = load_triangle_mesh(path)
     unit = {"m": 1.0, "cm": 0.01, "mm": 0.001}.get(spec.get("units", "m"))
     if unit is None:
         raise InputError(path, f"units must be m, cm or mm, not {spec.get('units')!r}")

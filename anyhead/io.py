@@ -63,6 +63,19 @@ def save_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
         Image.fromarray(image).save(tmp, format="PNG")
 
 
+def load_triangle_mesh(path: str | os.PathLike[str]) -> Any:
+    """A trimesh.Trimesh from OBJ/PLY/GLB (vertex order kept), or an InputError naming the file."""
+    import trimesh
+
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False)
+    except Exception as e:  # trimesh raises many types for bad files
+        raise InputError(path, f"cannot read mesh: {e}") from e
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise InputError(path, "file holds no triangle mesh")
+    return mesh
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .assets import HeadAsset, Part
-from .io import InputError, sha256_file
+from .io import InputError, load_triangle_mesh, sha256_file
 
 SCAN_SUFFIXES = (".obj", ".ply", ".glb", ".gltf")
 _AXES = {"+x": [1, 0, 0], "-x": [-1, 0, 0], "+y": [0, 1, 0], "-y": [0, -1, 0], "+z": [0, 0, 1], "-z": [0, 0, -1]}
@@ -34,19 +34,13 @@ def _axis_matrix(up: str, forward: str) -> np.ndarray:
 
 def load_scan(path: str | os.PathLike[str], up: str = "+y", forward: str = "+z", units: str = "auto") -> HeadAsset:
     """Read one scan into a :class:`HeadAsset` with a single ``scan`` part."""
-    import trimesh
 
     path = Path(path)
     if not path.exists():
         raise InputError(path, "scan not found")
     if path.suffix.lower() not in SCAN_SUFFIXES:
         raise InputError(path, f"unsupported scan format {path.suffix!r}; use one of {SCAN_SUFFIXES}")
-    try:
-        mesh = trimesh.load(path, force="mesh", process=False)
-    except Exception as e:  # trimesh raises many types for bad files
-        raise InputError(path, f"cannot read mesh: {e}") from e
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise InputError(path, "file holds no triangle mesh")
+    mesh = load_triangle_mesh(path)
     v = np.asarray(mesh.vertices, np.float64) @ _axis_matrix(up, forward).T
     extent = float(np.ptp(v[:, 1]))
     if units == "auto":

@@ -17,7 +17,6 @@ import argparse  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 
-import numpy as np  # noqa: E402
 
 
 def cpu_name() -> str:

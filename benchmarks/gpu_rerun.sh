@@ -5,13 +5,8 @@
 # Then: device tests and the latency benchmark on an otherwise idle GPU. Packs gpu_run/results.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-METHOD=$1; STEPS=$2; RUN=gpu_run
-mkdir -p "$RUN/logs"
-stamp() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$RUN/progress.txt"; }
-source .devcache/setup.sh
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .devcache/extra/*.whl
-export ANYHEAD_PROFILE=gpu ANYHEAD_CACHE=$PWD/.devcache PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
-mkdir -p data/ict && cp .devcache/ict_model.npz data/ict/ict_model.npz
+METHOD=$1; STEPS=$2
+source benchmarks/gpu_env.sh
 for s in build_assets render shards; do stamp "$s"; python3 -m pipelines.$s > "$RUN/logs/$s.log" 2>&1 || { stamp "$s FAILED"; exit 1; }; done
 stamp "split hash $(python3 -c "import json; print(json.load(open('data/gpu/shards/splits.json'))['splits']['test']['hash'])")"
 export OMP_NUM_THREADS=4

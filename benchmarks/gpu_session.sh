@@ -8,13 +8,7 @@
 # everything worth keeping into gpu_run/results.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-RUN=gpu_run
-mkdir -p "$RUN/logs"
-stamp() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$RUN/progress.txt"; }
-source .devcache/setup.sh
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .devcache/extra/*.whl
-export ANYHEAD_PROFILE=gpu ANYHEAD_CACHE=$PWD/.devcache PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
-mkdir -p data/ict && cp .devcache/ict_model.npz data/ict/ict_model.npz
+source benchmarks/gpu_env.sh
 stamp "build_assets"; python3 -m pipelines.build_assets > "$RUN/logs/build_assets.log" 2>&1 || { stamp "build_assets FAILED"; exit 1; }
 stamp "render"; python3 -m pipelines.render > "$RUN/logs/render.log" 2>&1 || { stamp "render FAILED"; exit 1; }
 stamp "shards"; python3 -m pipelines.shards > "$RUN/logs/shards.log" 2>&1 || { stamp "shards FAILED"; exit 1; }

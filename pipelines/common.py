@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from anyhead.config import load_params
@@ -21,3 +23,11 @@ def stage_args(description: str) -> tuple[argparse.Namespace, str, dict[str, Any
     with open(args.params) as f:
         everything = yaml.safe_load(f)
     return args, name, prof, everything
+
+
+def read_index(path: str | Path, producer: str) -> list[dict[str, Any]]:
+    """The index.json a previous stage wrote, or a clear exit naming the stage to run first."""
+    path = Path(path)
+    if not path.exists():
+        raise SystemExit(f"{path}: missing; run the {producer} stage first")
+    return json.loads(path.read_text())

@@ -19,7 +19,7 @@ from anyhead.io import write_json
 from anyhead.parallel import map_tasks
 from anyhead.render.views import render_sample
 from anyhead.samples import encode_json, encode_view, npy_bytes
-from pipelines.common import stage_args
+from pipelines.common import read_index, stage_args
 
 log = logging.getLogger("render")
 
@@ -62,10 +62,7 @@ def main() -> None:
     cfg = prof["render"]
     assets = Path(f"data/{profile}/assets")
     out = Path(f"data/{profile}/renders")
-    index_path = assets / "index.json"
-    if not index_path.exists():
-        raise SystemExit(f"{index_path}: missing; run the build_assets stage first")
-    heads = json.loads(index_path.read_text())
+    heads = read_index(assets / "index.json", "build_assets")
     view_cfg = {k: v for k, v in cfg.items() if k not in ("workers", "scheduler")}
     tasks = []
     for i, h in enumerate(heads):

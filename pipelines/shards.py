@@ -10,7 +10,7 @@ from anyhead.cameras import CONVENTION
 from anyhead.io import write_json
 from anyhead.photos import photo_sources, portrait_sample
 from anyhead.shards import assign_splits, split_hash, write_shards
-from pipelines.common import stage_args
+from pipelines.common import read_index, stage_args
 
 log = logging.getLogger("shards")
 
@@ -24,10 +24,7 @@ def main() -> None:
     cfg = prof["shards"]
     renders = Path(f"data/{profile}/renders")
     out = Path(f"data/{profile}/shards")
-    index = renders / "index.json"
-    if not index.exists():
-        raise SystemExit(f"{index}: missing; run the render stage first")
-    heads = json.loads(index.read_text())
+    heads = read_index(renders / "index.json", "render")
     ident = {h["id"]: json.loads((renders / h["id"] / "meta.json").read_text())["identity_id"] for h in heads}
     split_of = assign_splits(ident.values(), cfg["splits"], int(cfg.get("split_seed", 0)))
     manifest = {"convention": CONVENTION, "profile": profile, "splits": {}}

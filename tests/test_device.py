@@ -2,7 +2,6 @@
 
     source .devcache/setup.sh; python3 -m pytest -q tests/test_device.py     (on the GPU machine)
 """
-import math
 
 import pytest
 import torch

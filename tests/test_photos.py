@@ -3,10 +3,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from anyhead.cameras import Camera, intrinsics_from_focal_mm, orbit_camera
+from anyhead.cameras import Camera, intrinsics_from_focal_mm
 from anyhead.io import InputError
 from anyhead.photos import CROP_SCALE, detect_faces, load_image, portrait_sample
-from anyhead.render.rigs import LOOK_AT
 from anyhead.samples import decode_sample
 
 
