@@ -32,5 +32,8 @@ test: install
 contact-sheet: install
 	$(PY) -m anyhead.contact_sheet --n 16 --out docs/images/heads_contact_sheet.png
 
+bench-render: install
+	$(PY) -m benchmarks.bench_render
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -112,7 +112,7 @@ def plots(df: pd.DataFrame, out: Path) -> None:
     ax.set_title("quality vs time")
     fig.tight_layout()
     _savefig(fig, out / "quality_vs_time.png")
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     buckets = ["PSNR front", "PSNR side", "PSNR back"]
     x = np.arange(len(buckets))
     w = 0.8 / len(df)
@@ -121,7 +121,7 @@ def plots(df: pd.DataFrame, out: Path) -> None:
     ax.set_xticks(x + 0.4 - w / 2, ["front (<=30)", "side", "back (>=120)"])
     ax.set_ylabel("PSNR (dB)")
     ax.set_title("PSNR by yaw")
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     lo = np.nanmin(df[buckets].to_numpy())
     ax.set_ylim(max(0, lo - 2), None)
     fig.tight_layout()
