@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -105,9 +106,14 @@ def export_mesh(g: Gaussians, path: str | Path, res: int = 256) -> None:
             rgbs.append((out["rgb"].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).astype(np.uint8))
             w2cs.append(w2c)
     mesh = tsdf_mesh(depths, rgbs, w2cs, [K] * len(w2cs))
-    with atomic_path(path) as tmp:
-        o3d.io.write_triangle_mesh(str(tmp.with_suffix(Path(path).suffix)), mesh)
-        tmp.with_suffix(Path(path).suffix).rename(tmp)
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # open3d picks the format by suffix
+    try:
+        if not o3d.io.write_triangle_mesh(str(tmp), mesh):
+            raise OSError(f"{path}: open3d could not write a {path.suffix} mesh")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def main() -> None:
