@@ -17,7 +17,6 @@ import torch
 from anyhead.cameras import intrinsics_from_fov, orbit_camera
 from anyhead.config import load_params
 from recon.any3davatar import Any3DAvatar, ModelConfig
-from recon.any3davatar.model import timestep_embedding
 from recon.any3davatar.scaffold import sphere_scaffold
 from recon.render import render
 
@@ -63,18 +62,12 @@ def main() -> None:
     @torch.no_grad()
     def den():
         with amp:
-            x = inf.anchor_tokens(state["fmap"], w2c, K)
-            t = torch.full((1,), cfg.t_star, device=device)
-            x = x + inf.token_in(torch.zeros_like(inf.x_init))[None] + inf.t_embed(timestep_embedding(t, cfg.dim).to(x.dtype))[:, None]
-            for blk in inf.denoiser:
-                x = blk(x, state["tok"])
-            state["lat"] = inf.norm(x)
+            state["lat"] = inf.denoise(state["tok"], state["fmap"], w2c, K, torch.zeros_like(inf.x_init)[None])
 
     @torch.no_grad()
     def dec():
         with amp:
-            raw = inf.x_init + inf.decoder(state["lat"])
-        state["g"] = inf.activate(raw.float())
+            state["g"] = inf.decode(state["lat"])
 
     @torch.no_grad()
     def ren():

@@ -240,23 +240,32 @@ class Any3DAvatar(nn.Module):
         With target cameras and the auxiliary head, also returns ``aux_rgb`` (B, V, 3, r, r)."""
         B = image.shape[0]
         img_tokens, feat_map = self.encoder(image)
-        x = self.anchor_tokens(feat_map, w2c, K)
-        t = torch.full((B,), self.cfg.t_star, device=image.device)
         x_t = self.x_init[None].expand(B, -1, -1)
         if self.cfg.t_star > 0:
             if noise is None:
                 noise = torch.randn_like(x_t) if self.training else torch.zeros_like(x_t)
             x_t = x_t + self.cfg.t_star * noise
-        x = x + self.token_in(x_t - self.x_init) + self.t_embed(timestep_embedding(t, self.cfg.dim).to(x.dtype))[:, None]
-        for blk in self.denoiser:
-            x = blk(x, img_tokens)
-        latent = self.norm(x)
-        raw = self.x_init + self.decoder(latent)  # one step: predict clean parameters
-        out: dict[str, Any] = {"gaussians": self.activate(raw), "latent": latent}
+        latent = self.denoise(img_tokens, feat_map, w2c, K, x_t - self.x_init)
+        out: dict[str, Any] = {"gaussians": self.decode(latent), "latent": latent}
         if target_w2c is not None and self.aux is not None:
             W, H = target_size
             out["aux_rgb"] = self.aux(latent, target_w2c, target_K, W, H)
         return out
+
+    def denoise(self, img_tokens: torch.Tensor, feat_map: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor,
+                residual: torch.Tensor) -> torch.Tensor:
+        """Latent anchor tokens from scaffold tokens and the noised Gaussian tokens (given as their
+        residual x_t - x_init), conditioned on t* and attending to the image tokens."""
+        x = self.anchor_tokens(feat_map, w2c, K)
+        t = torch.full((w2c.shape[0],), self.cfg.t_star, device=w2c.device)
+        x = x + self.token_in(residual) + self.t_embed(timestep_embedding(t, self.cfg.dim).to(x.dtype))[:, None]
+        for blk in self.denoiser:
+            x = blk(x, img_tokens)
+        return self.norm(x)
+
+    def decode(self, latent: torch.Tensor) -> Gaussians:
+        """One step: clean Gaussian parameters predicted as a residual on the scaffold's."""
+        return self.activate(self.x_init + self.decoder(latent))
 
     def activate(self, raw: torch.Tensor) -> Gaussians:
         B, M = raw.shape[:2]
@@ -297,16 +306,12 @@ class InferenceAny3DAvatar(nn.Module):
             self.register_buffer(name, getattr(m, name))
 
     anchor_tokens = Any3DAvatar.anchor_tokens
+    denoise = Any3DAvatar.denoise
+    decode = Any3DAvatar.decode
     activate = Any3DAvatar.activate
 
     @torch.no_grad()
     def forward(self, image: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor) -> Gaussians:
-        B = image.shape[0]
         img_tokens, feat_map = self.encoder(image)
-        x = self.anchor_tokens(feat_map, w2c, K)
-        t = torch.full((B,), self.cfg.t_star, device=image.device)
-        x = x + self.token_in(torch.zeros_like(self.x_init))[None] + self.t_embed(
-            timestep_embedding(t, self.cfg.dim).to(x.dtype))[:, None]
-        for blk in self.denoiser:
-            x = blk(x, img_tokens)
-        return self.activate(self.x_init + self.decoder(self.norm(x)))
+        # inference denoises the scaffold itself: no noise, a zero residual
+        return self.decode(self.denoise(img_tokens, feat_map, w2c, K, torch.zeros_like(self.x_init)[None]))
