@@ -56,6 +56,14 @@ def view_tensors(v: dict[str, Any], size: int) -> tuple[torch.Tensor, torch.Tens
     return rgb, mask, K
 
 
+def input_on_white(view: dict[str, Any], size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A decoded input view as the models take it: (rgb (1, 3, s, s) composited on white with its mask,
+    w2c (1, 4, 4), K (1, 3, 3) for the s x s image)."""
+    rgb, mask, K = view_tensors(view, size)
+    rgb = rgb * mask + (1 - mask)
+    return rgb[None], torch.from_numpy(view["camera"].w2c).float()[None], torch.from_numpy(K).float()[None]
+
+
 def make_batch(samples: RawSamples, indices: list[int], rng: np.random.Generator, input_size: int, target_size: int,
                n_targets: int) -> dict[str, torch.Tensor]:
     """Input portrait + ``n_targets`` random target views per sample, as float tensors."""

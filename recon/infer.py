@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from anyhead.cameras import intrinsics_from_fov, orbit_camera
 from anyhead.io import InputError, atomic_path
 from anyhead.render.rigs import LOOK_AT
 
+from .data import input_on_white
 from .export import save_ply, save_splat
 from .gaussians import Gaussians
 from .render import render
@@ -53,16 +53,7 @@ def prepare_input(path: str | Path, size: int, focal_mm: float = 50.0) -> tuple[
         view = decode_sample(portrait_sample(load_image(path), path.stem, res=size, focal_mm=focal_mm,
                                              background="white", source=str(path)))["views"][0]
         info = {"source": "photo", "background": "heuristic foreground mask", "pose": "assumed frontal"}
-    rgb = torch.from_numpy(np.array(view["rgb"][..., :3])).permute(2, 0, 1).float()[None] / 255
-    mask = torch.from_numpy(np.array(view["mask"]))[None, None].float()
-    rgb = rgb * mask + (1 - mask)  # white background
-    K = view["camera"].K.copy()
-    H, W = rgb.shape[-2:]
-    if (H, W) != (size, size):
-        rgb = F.interpolate(rgb, size=(size, size), mode="area")
-        K[0] *= size / W
-        K[1] *= size / H
-    return rgb, torch.from_numpy(view["camera"].w2c).float()[None], torch.from_numpy(K).float()[None], info
+    return (*input_on_white(view, size), info)  # the same preprocessing the benchmarks evaluate
 
 
 def turntable(g: Gaussians, path: str | Path, frames: int = 48, res: int = 256, backend: str = "auto") -> None:

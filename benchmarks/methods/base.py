@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from recon.data import view_tensors
+from recon.data import input_on_white
 from recon.gaussians import Gaussians
 
 
@@ -35,10 +35,7 @@ class Method(ABC):
     def input_tensors(self, sample: dict[str, Any], size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The input portrait on white at ``size``, its w2c and K (batch of one, on the device)."""
         inp = next(v for v in sample["views"] if v["role"] == "input")
-        rgb, mask, K = view_tensors(inp, size)
-        rgb = rgb * mask + (1 - mask)
-        return (rgb[None].to(self.device), torch.from_numpy(inp["camera"].w2c).float()[None].to(self.device),
-                torch.from_numpy(K).float()[None].to(self.device))
+        return tuple(t.to(self.device) for t in input_on_white(inp, size))
 
     @abstractmethod
     def reconstruct(self, sample: dict[str, Any]) -> Reconstruction: ...
