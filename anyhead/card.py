@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from .cameras import CONVENTION
 from .io import save_png, write_bytes, write_json
@@ -75,8 +76,7 @@ def qa_sheet(examples: list[dict[str, Any]], n: int) -> np.ndarray:
             ok = (ij[:, 0] >= 0) & (ij[:, 0] < res) & (ij[:, 1] >= 0) & (ij[:, 1] < res)
             overlay[ij[ok, 1], ij[ok, 0]] = (255, 40, 40)
         tiles.append(overlay)
-        tiles = [t if t.shape[0] == res else np.asarray(__import__("PIL.Image").Image.fromarray(t).resize((res, res)))
-                 for t in tiles]
+        tiles = [t if t.shape[0] == res else np.asarray(Image.fromarray(t).resize((res, res))) for t in tiles]
         rows.append(np.concatenate(tiles, 1))
     return np.concatenate(rows, 0)
 

@@ -20,8 +20,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from anyhead.card import YAW_BUCKETS, yaw_bucket
 from anyhead.cameras import CONVENTION
+from anyhead.card import YAW_BUCKETS, yaw_bucket
 from anyhead.config import load_params
 from anyhead.io import atomic_path, save_png, write_json
 from anyhead.loader import shard_list
@@ -114,7 +114,7 @@ def evaluate(method_name: str, profile: str, prof: dict[str, Any], split: str = 
         for i, v in enumerate(targets):
             view_rows.append({"key": s["key"], "view": v["name"], "yaw": v["yaw"], "pitch": v["pitch"],
                               "bucket": yaw_bucket(v["yaw"]), **{k: float(t[i]) for k, t in m.items()}})
-        pts, nrm = geometry.gaussian_points(g.float().cpu() if hasattr(g, "float") else g.to("cpu"))
+        pts, nrm = geometry.gaussian_points(g.to("cpu"))
         geo = geometry.geometry_metrics(pts, nrm, s["points"][:, :3].astype(np.float64), s["points"][:, 3:].astype(np.float64))
         sample_rows.append({"key": s["key"], "reconstruct_ms": ms, "gaussians": int(g.means.shape[0]), **geo,
                             **{f"{k}_ms": v for k, v in rec.timings_ms.items()}})

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,7 +18,7 @@ def test_astronaut_face_and_crop_intrinsics():
     s = decode_sample(portrait_sample(img, "astro", res=128, focal_mm=50.0))
     cam = s["views"][0]["camera"]
     f = s["meta"]["face_box"]
-    crop = __import__("json").loads(portrait_sample(img, "astro", 128)["cameras.json"])["views"][0]["crop"]
+    crop = json.loads(portrait_sample(img, "astro", 128)["cameras.json"])["views"][0]["crop"]
     # the full-frame camera, cropped and scaled, must project points where the sample camera does
     K = intrinsics_from_focal_mm(50.0, 512, 512)
     full = Camera(cam.w2c, K, 512, 512)

@@ -1,9 +1,11 @@
+import io
 import json
 import os
 
 import numpy as np
 import pytest
 import webdataset as wds
+from PIL import Image
 
 from anyhead.cameras import CONVENTION, Camera, intrinsics_from_fov, orbit_camera
 from anyhead.io import write_json
@@ -63,9 +65,9 @@ def test_round_trip_and_webdataset_compat(tmp_path):
     got = list(ShardDataset(tmp_path / "train", transform=None))
     assert [g["key"] for g in got] == sorted(data)
     v = got[0]["views"][1]
-    ref = np.asarray(__import__("PIL.Image").Image.open(__import__("io").BytesIO(data["s000"]["view_000.png"])))
+    ref = np.asarray(Image.open(io.BytesIO(data["s000"]["view_000.png"])))
     assert np.array_equal(v["rgb"], ref) and v["camera"].width == 16
-    assert np.allclose(got[0]["points"], np.load(__import__("io").BytesIO(data["s000"]["points.npy"])))
+    assert np.allclose(got[0]["points"], np.load(io.BytesIO(data["s000"]["points.npy"])))
     tens = next(iter(ShardDataset(tmp_path / "train")))
     assert tens["target_rgb"].shape == (2, 3, 16, 16) and tens["input_w2c"].shape == (1, 4, 4)
     # the standard webdataset reader sees the same samples and files
