@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	  echo "warning: libusb-1.0-0 missing; open3d (TSDF meshes) will not import: apt-get install libusb-1.0-0"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# the CPU build of torch first, so nothing pulls a multi-GB CUDA build
-	$(PY) -m pip install -q torch==2.13.0
+	# the CPU build of torch first, and the torchvision made for it (lpips needs torchvision; an unpinned one
+	# pulls the newest torch, a multi-GB CUDA build)
+	$(PY) -m pip install -q torch==2.13.0 torchvision==0.28.0
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
