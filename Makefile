@@ -28,6 +28,7 @@ demo: install
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 2 -q --durations=15
 
 contact-sheet: install

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from .assets import Part
 from .geometry import RayCaster, cylinder, ellipse, fan, grid_faces, sphere, spherical_dirs, tube
 from .ict import ICTModel
 from .io import InputError, load_triangle_mesh
+
+if TYPE_CHECKING:
+    from .config import AccessorySpec
 
 ACCESSORY_KINDS = ("glasses", "hat", "earrings", "headphones")
 FRAME_COLORS = [(0.05, 0.05, 0.05), (0.35, 0.2, 0.1), (0.6, 0.6, 0.62), (0.55, 0.1, 0.1), (0.1, 0.15, 0.35)]
@@ -223,43 +226,38 @@ def build_accessories(kinds: list[str], model: ICTModel, verts: np.ndarray, part
     return out
 
 
-ANCHOR_SPEC_KEYS = {"anchor", "offset", "scale", "rotation_deg", "units", "name", "material", "color"}
-
-
-def load_user_accessory(path: str | os.PathLike[str], spec: dict[str, Any] | str | os.PathLike[str],
+def load_user_accessory(path: str | os.PathLike[str], spec: "AccessorySpec | str | os.PathLike[str]",
                         anchor_points: dict[str, np.ndarray]) -> Part:
     """Load a user's accessory mesh (OBJ/GLB/PLY) and place it at a named anchor.
 
-    ``spec`` (a dict or a JSON file): ``anchor`` (a key of :func:`anchors`), optional ``offset``
-    (metres, head frame), ``scale``, ``rotation_deg`` (xyz Euler), ``units`` (m/cm/mm of the file),
-    ``material``, ``color`` (used when the mesh has no colours).
+    ``spec`` is an :class:`anyhead.config.AccessorySpec` or a JSON file holding one: ``anchor`` (a key
+    of :func:`anchors`), ``offset`` (metres, head frame), ``scale``, ``rotation_deg`` (xyz Euler),
+    ``units`` (m/cm/mm of the file), ``name``, ``material``, ``color`` (when the mesh has no colours).
     """
+    from .config import AccessorySpec, ConfigError, parse
 
     path = Path(path)
-    if not isinstance(spec, dict):
+    if not isinstance(spec, AccessorySpec):
         spec_path = Path(spec)
         if not spec_path.exists():
             raise InputError(spec_path, "anchor spec not found")
         try:
-            spec = json.loads(spec_path.read_text())
+            spec = parse(AccessorySpec, json.loads(spec_path.read_text()))
         except json.JSONDecodeError as e:
             raise InputError(spec_path, f"anchor spec is not valid JSON: {e}") from e
+        except ConfigError as e:
+            raise InputError(spec_path, f"anchor spec: {e}") from e
     if not path.exists():
         raise InputError(path, "accessory mesh not found")
-    extra = set(spec) - ANCHOR_SPEC_KEYS
-    if extra:
-        raise InputError(path, f"anchor spec has unknown keys {sorted(extra)}; allowed: {sorted(ANCHOR_SPEC_KEYS)}")
-    if spec.get("anchor") not in anchor_points:
-        raise InputError(path, f"anchor {spec.get('anchor')!r} unknown; choose one of {sorted(anchor_points)}")
+    if spec.anchor not in anchor_points:
+        raise InputError(path, f"anchor {spec.anchor!r} unknown; choose one of {sorted(anchor_points)}")
     mesh = load_triangle_mesh(path)
-    unit = {"m": 1.0, "cm": 0.01, "mm": 0.001}.get(spec.get("units", "m"))
-    if unit is None:
-        raise InputError(path, f"units must be m, cm or mm, not {spec.get('units')!r}")
+    unit = {"m": 1.0, "cm": 0.01, "mm": 0.001}[spec.units]
     from scipy.spatial.transform import Rotation
 
-    R = Rotation.from_euler("xyz", spec.get("rotation_deg", [0, 0, 0]), degrees=True).as_matrix()
-    v = (np.asarray(mesh.vertices) * unit * float(spec.get("scale", 1.0))) @ R.T
-    v = v + anchor_points[spec["anchor"]] + np.asarray(spec.get("offset", [0, 0, 0]), np.float64)
+    R = Rotation.from_euler("xyz", spec.rotation_deg, degrees=True).as_matrix()
+    v = (np.asarray(mesh.vertices) * unit * spec.scale) @ R.T
+    v = v + anchor_points[spec.anchor] + np.asarray(spec.offset, np.float64)
     colors = None
     try:
         vc = mesh.visual.to_color().vertex_colors
@@ -268,6 +266,5 @@ def load_user_accessory(path: str | os.PathLike[str], spec: dict[str, Any] | str
     except Exception:  # meshes without visuals fall back to the spec colour
         colors = None
     if colors is None:
-        colors = np.tile(np.asarray(spec.get("color", [0.5, 0.5, 0.5]), np.float32), (len(v), 1))
-    return Part(spec.get("name", f"user_{path.stem}"), v, np.asarray(mesh.faces), spec.get("material", "plastic"),
-                vertex_colors=colors)
+        colors = np.tile(np.asarray(spec.color, np.float32), (len(v), 1))
+    return Part(spec.name or f"user_{path.stem}", v, np.asarray(mesh.faces), spec.material, vertex_colors=colors)

@@ -135,7 +135,7 @@ class HeadAsset:
         parts = []
         for pm in meta["parts"]:
             k = pm["key"]
-            get = lambda a: z[f"{k}_{a}"] if f"{k}_{a}" in z else None  # noqa: E731
+            get = lambda a, k=k: z[f"{k}_{a}"] if f"{k}_{a}" in z else None  # noqa: E731
             parts.append(Part(pm["name"], z[f"{k}_vertices"], z[f"{k}_faces"], pm["material"], get("vertex_colors"),
                               get("face_uv"), get("texture"), pm["opacity"]))
         meta.pop("parts")

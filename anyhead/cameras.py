@@ -89,9 +89,11 @@ def invert_rigid(T: np.ndarray) -> np.ndarray:
     return out
 
 
-def camera_center(w2c: np.ndarray) -> np.ndarray:
-    """Camera centre in world coordinates."""
-    return invert_rigid(w2c)[..., :3, 3]
+def camera_center(w2c: "Any") -> "Any":
+    """Camera centre(s) -R^T t in world coordinates of (..., 4, 4) world-to-camera matrices, numpy
+    arrays or torch tensors alike (the one implementation for data, models and benchmarks)."""
+    R, t = w2c[..., :3, :3], w2c[..., :3, 3:4]
+    return -(R.swapaxes(-1, -2) @ t)[..., 0]
 
 
 def transform_points(T: np.ndarray, pts: np.ndarray) -> np.ndarray:

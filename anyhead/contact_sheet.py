@@ -59,7 +59,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--model", default="data/ict/ict_model.npz")
+    ap.add_argument("--profile", default=None, help="params.yaml profile whose assets settings sample the heads")
+    ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--assets", default=None, help="an assets folder (data/<profile>/assets) instead of sampling")
     ap.add_argument("--renders", default=None, help="a renders folder (data/<profile>/renders): input + targets per head")
     ap.add_argument("--res", type=int, default=192)
@@ -75,11 +76,16 @@ def main() -> None:
         folders = sorted(p for p in Path(args.assets).iterdir() if (p / "meta.json").exists())[: args.n]
         assets = (HeadAsset.load(p) for p in folders)
     else:
+        from .config import AssetsConfig, read_params
         from .heads import HeadSpec, build_head
         from .ict import ICTModel
+        from .paths import Paths
 
-        model = ICTModel.load(args.model)
-        assets = (build_head(model, HeadSpec.sample(model, args.seed + i)) for i in range(args.n))
+        raw = read_params(args.params, args.profile)
+        cfg = raw.section(AssetsConfig, "assets")
+        model = ICTModel.load(Paths(Path(args.params).parent, raw.profile).ict_model)
+        assets = (build_head(model, HeadSpec.sample(model, args.seed + i, cfg), cfg.texture_size, cfg.user_accessories)
+                  for i in range(args.n))
     for i, a in enumerate(tqdm(assets, total=args.n, desc="contact sheet")):
         tiles.append(head_views(a, args.res, seed=i))
         spec = a.meta.get("spec", {})

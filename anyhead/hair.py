@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from .appearance import HAIR_COLORS
 from .assets import Part
-from .geometry import RayCaster, grid_faces, drop_degenerate, sphere, spherical_dirs
+from .geometry import RayCaster, drop_degenerate, grid_faces, sphere, spherical_dirs
 
 STYLES = ("bald", "buzz", "short", "bob", "long", "bun")
 # Hairline elevation (degrees, seen from CENTRE) at |azimuth| knots: forehead, temple, above the ear, nape.

@@ -1,16 +1,21 @@
 """Sample complete ICT heads: identity, expression, appearance, hair and accessories, from a seed."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .accessories import ACCESSORY_KINDS, build_accessories
+from .accessories import ACCESSORY_KINDS, anchors, build_accessories, load_user_accessory
 from .appearance import AppearanceParams, eye_mouth_colors, skin_texture
 from .assets import HeadAsset, Part
 from .hair import HairParams, build_hair
 from .ict import ICTModel
+
+if TYPE_CHECKING:
+    from .config import AssetsConfig, UserAccessory
 
 
 @dataclass
@@ -25,17 +30,13 @@ class HeadSpec:
     accessories: list[str] = field(default_factory=list)
 
     @classmethod
-    def sample(cls, model: ICTModel, seed: int, cfg: dict[str, Any] | None = None) -> "HeadSpec":
-        cfg = cfg or {}
+    def sample(cls, model: ICTModel, seed: int, cfg: "AssetsConfig") -> "HeadSpec":
         rng = np.random.default_rng(seed)
-        identity = model.sample_identity(rng, n_modes=int(cfg.get("identity_modes", 100)),
-                                         scale=float(cfg.get("identity_scale", 1.0)))
-        expression = model.sample_expression(rng, max_active=int(cfg.get("max_expressions", 2)),
-                                             max_weight=float(cfg.get("max_expression_weight", 0.5)))
+        identity = model.sample_identity(rng, n_modes=cfg.identity_modes, scale=cfg.identity_scale)
+        expression = model.sample_expression(rng, max_active=cfg.max_expressions, max_weight=cfg.max_expression_weight)
         app = AppearanceParams.sample(rng)
         hair = HairParams.sample(rng, color=app.hair_color)
-        p_acc = cfg.get("accessory_prob", {"glasses": 0.3, "hat": 0.2, "earrings": 0.2, "headphones": 0.1})
-        acc = [k for k in ACCESSORY_KINDS if rng.random() < float(p_acc.get(k, 0.0))]
+        acc = [k for k in ACCESSORY_KINDS if rng.random() < getattr(cfg.accessory_prob, k)]
         if "hat" in acc and "headphones" in acc:
             acc.remove("headphones")
         return cls(seed, identity, expression, app, hair, acc)
@@ -73,14 +74,21 @@ def _compact(p: Part) -> Part:
     return out
 
 
-def build_head(model: ICTModel, spec: HeadSpec, texture_size: int = 512) -> HeadAsset:
-    """The full head asset for a spec, with provenance."""
+def build_head(model: ICTModel, spec: HeadSpec, texture_size: int,
+               user_accessories: "tuple[UserAccessory, ...]" = ()) -> HeadAsset:
+    """The full head asset for a spec, with provenance; each user accessory is added with its
+    probability (a stream of its own, so adding one does not change the other heads' samples)."""
     verts = model.vertices(spec.identity, spec.expression)
     parts = skin_parts(model, verts, spec.appearance, texture_size)
     skin = model.face_mask(("M_Face", "M_BackHead"))
     hair = build_hair(verts, model.faces[skin], spec.hair)
     parts += hair
     parts += build_accessories(spec.accessories, model, verts, parts, np.random.default_rng(spec.seed + 7))
+    rng = np.random.default_rng(spec.seed + 11)
+    for ua in user_accessories:
+        if rng.random() < ua.prob:
+            parts.append(load_user_accessory(ua.mesh, ua.spec, anchors(model, verts)))
+            spec = dataclasses.replace(spec, accessories=[*spec.accessories, f"user:{Path(ua.mesh).name}"])
     meta = {
         "source": "ict-facekit",
         "provenance": {**model.provenance, "generator": "anyhead.heads.build_head", "seed": spec.seed,

@@ -4,7 +4,8 @@ with the item that failed and collected, never silently dropped."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from tqdm import tqdm
 

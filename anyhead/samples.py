@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,3 +84,13 @@ def decode_sample(files: dict[str, bytes], views: set[str] | None = None, geomet
         decoded.append(rec)
     points = np.load(io.BytesIO(files["points.npy"])) if geometry and "points.npy" in files else None
     return {"key": files.get("__key__"), "meta": json.loads(files["meta.json"]), "views": decoded, "points": points}
+
+
+def read_folder(folder: str | Path) -> dict[str, bytes]:
+    """All files of a rendered sample folder (``data/<profile>/renders/<id>``): what a shard sample holds."""
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()}
+
+
+def folder_identity(folder: str | Path) -> str:
+    """The identity a rendered sample folder belongs to (splits are by identity)."""
+    return json.loads((Path(folder) / "meta.json").read_text())["identity_id"]

@@ -8,13 +8,17 @@ plausible head size.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .assets import HeadAsset, Part
 from .io import InputError, load_triangle_mesh, sha256_file
+
+if TYPE_CHECKING:
+    from .config import ScanOptions
 
 SCAN_SUFFIXES = (".obj", ".ply", ".glb", ".gltf")
 _AXES = {"+x": [1, 0, 0], "-x": [-1, 0, 0], "+y": [0, 1, 0], "-y": [0, -1, 0], "+z": [0, 0, 1], "-z": [0, 0, -1]}
@@ -32,9 +36,9 @@ def _axis_matrix(up: str, forward: str) -> np.ndarray:
     return np.stack([x, u, f])  # rows: file axes -> head-frame x, y, z
 
 
-def load_scan(path: str | os.PathLike[str], up: str = "+y", forward: str = "+z", units: str = "auto") -> HeadAsset:
-    """Read one scan into a :class:`HeadAsset` with a single ``scan`` part."""
-
+def load_scan(path: str | os.PathLike[str], options: "ScanOptions") -> HeadAsset:
+    """Read one scan into a :class:`HeadAsset` with a single ``scan`` part (``options``: units and axes)."""
+    up, forward, units = options.up, options.forward, options.units
     path = Path(path)
     if not path.exists():
         raise InputError(path, "scan not found")
@@ -46,14 +50,12 @@ def load_scan(path: str | os.PathLike[str], up: str = "+y", forward: str = "+z",
     if units == "auto":
         scale = 0.001 if extent > 20 else 0.01 if extent > 2 else 1.0
     else:
-        scale = {"m": 1.0, "cm": 0.01, "mm": 0.001}.get(units)
-        if scale is None:
-            raise InputError(path, f"units must be auto, m, cm or mm, not {units!r}")
+        scale = {"m": 1.0, "cm": 0.01, "mm": 0.001}[units]
     v *= scale
     height = float(np.ptp(v[:, 1]))
     if not HEAD_HEIGHT_RANGE[0] <= height <= HEAD_HEIGHT_RANGE[1]:
         raise InputError(path, f"not a head scale: {height:.3f} m tall after unit conversion "
-                               f"(expected {HEAD_HEIGHT_RANGE[0]}-{HEAD_HEIGHT_RANGE[1]} m; pass units=)")
+                               f"(expected {HEAD_HEIGHT_RANGE[0]}-{HEAD_HEIGHT_RANGE[1]} m; set scan_options.units)")
     centre = np.array([(v[:, 0].max() + v[:, 0].min()) / 2, v[:, 1].max() - CROWN_HEIGHT, (v[:, 2].max() + v[:, 2].min()) / 2])
     v -= centre
     faces = np.asarray(mesh.faces, np.int32)
@@ -75,13 +77,18 @@ def load_scan(path: str | os.PathLike[str], up: str = "+y", forward: str = "+z",
     return HeadAsset([part], meta)
 
 
-def iter_scans(folder: str | os.PathLike[str], **kwargs: Any) -> Iterator[HeadAsset]:
-    """Every scan in ``folder`` (sorted by name); see :func:`load_scan` for the options."""
+def list_scans(folder: str | os.PathLike[str]) -> list[Path]:
+    """The scan files in ``folder``, sorted by name; an error naming the folder when there are none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "scan folder not found")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SCAN_SUFFIXES)
     if not files:
         raise InputError(folder, f"no scans ({', '.join(SCAN_SUFFIXES)}) in folder")
-    for p in files:
-        yield load_scan(p, **kwargs)
+    return files
+
+
+def iter_scans(folder: str | os.PathLike[str], options: "ScanOptions") -> Iterator[HeadAsset]:
+    """Every scan in ``folder`` (sorted by name); see :func:`load_scan` for the options."""
+    for p in list_scans(folder):
+        yield load_scan(p, options)

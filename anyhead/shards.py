@@ -22,8 +22,8 @@ import logging
 import os
 import sys
 import tarfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from tqdm import tqdm
 

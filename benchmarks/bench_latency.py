@@ -11,13 +11,15 @@ and a row shows the training graph's extra cost for reference.
 from __future__ import annotations
 
 import argparse
-import json
+
 import torch
 
 from anyhead.cameras import intrinsics_from_fov, orbit_camera
-from anyhead.config import load_params
-from recon.any3davatar import Any3DAvatar, ModelConfig
+from anyhead.config import replace
+from anyhead.io import write_json
+from recon.any3davatar import Any3DAvatar
 from recon.any3davatar.scaffold import sphere_scaffold
+from recon.config import load_config
 from recon.render import render
 
 from .metrics.timing import Timer, device_record
@@ -28,6 +30,7 @@ PAPER_FASTEST_MS = 640.0
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default="gpu")
+    ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--image-size", type=int, default=512)
     ap.add_argument("--patch", type=int, default=None, help="override the profile's patch size")
     ap.add_argument("--iters", type=int, default=100)
@@ -35,11 +38,8 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["fp32", "bf16"], default="bf16")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    _, prof = load_params("params.yaml", args.profile)
-    mcfg = dict(prof["train"]["model"], image_size=args.image_size)
-    if args.patch:
-        mcfg["patch"] = args.patch
-    cfg = ModelConfig.from_dict(mcfg)
+    over = {"image_size": args.image_size} | ({"patch": args.patch} if args.patch else {})
+    cfg = replace(load_config(args.params, args.profile).any3davatar, over, "any3davatar")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     a, n = sphere_scaffold(cfg.n_anchors)
     model = Any3DAvatar(cfg, torch.tensor(a), torch.tensor(n)).to(device).eval()
@@ -105,7 +105,8 @@ def main() -> None:
         "median_ms": rows, "peak_memory_mib": peak, "iters": args.iters, "warmup": args.warmup,
         "paper_fastest_ms": PAPER_FASTEST_MS,
     }
-    print(f"{result.get('gpu', result.get('cpu'))} | driver {result.get('driver', '-')} | torch {torch.__version__} | {args.dtype} | input {S}px | {model.num_gaussians} Gaussians")
+    print(f"{result.get('gpu', result.get('cpu'))} | driver {result.get('driver', '-')} | torch {torch.__version__} | "
+          f"{args.dtype} | input {S}px | {model.num_gaussians} Gaussians")
     print("| component | median ms |")
     print("|---|---|")
     for k, v in rows.items():
@@ -113,8 +114,7 @@ def main() -> None:
     print(f"| peak memory (MiB) | {peak:.0f} |")
     print(f"| paper's fastest setting | {PAPER_FASTEST_MS:.0f} |")
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

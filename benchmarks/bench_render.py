@@ -18,7 +18,6 @@ import platform  # noqa: E402
 import time  # noqa: E402
 
 
-
 def cpu_name() -> str:
     try:
         for line in open("/proc/cpuinfo"):
@@ -31,7 +30,8 @@ def cpu_name() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="data/ict/ict_model.npz")
+    ap.add_argument("--profile", default=None, help="params.yaml profile (assets settings; target pitch range)")
+    ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--views", type=int, default=24)
     ap.add_argument("--res", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--supersample", type=int, default=2)
@@ -40,18 +40,20 @@ def main() -> None:
     from anyhead.ict import ICTModel
     from anyhead.render import HeadRenderer, Lighting
     from anyhead.render.rigs import target_rig
+    from recon.config import load_config
 
-    model = ICTModel.load(args.model)
-    spec = HeadSpec.sample(model, 3)
+    cfg = load_config(args.params, args.profile)
+    model = ICTModel.load(cfg.paths.ict_model)
+    spec = HeadSpec.sample(model, 3, cfg.assets)
     spec.accessories = ["glasses"]
-    asset = build_head(model, spec)
+    asset = build_head(model, spec, cfg.assets.texture_size)
     r = HeadRenderer(asset)
     rows = []
     for res in args.res:
         for adaptive in (True, False):
             for shadows in (False, True):
                 light = Lighting(shadows=shadows)
-                rig = target_rig(args.views, res)
+                rig = target_rig(args.views, res, cfg.render.target_pitch)
                 r.render(rig[0][0], light, args.supersample, adaptive=adaptive)  # warm-up
                 t0 = time.process_time()
                 w0 = time.perf_counter()

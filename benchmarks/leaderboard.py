@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from anyhead.config import load_params
+from anyhead.config import ConfigError
 from anyhead.io import atomic_path, save_png, write_bytes, write_json
+from recon.config import load_config
 
 # column -> (source, higher is better)
 COLUMNS: dict[str, tuple[tuple[str, ...], bool]] = {
@@ -197,8 +198,11 @@ def main() -> None:
     ap.add_argument("--eval", default=None)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    profile, _ = load_params(args.params, args.profile)
-    df = publish(Path(args.eval or f"data/{profile}/eval"), Path(args.out or f"data/{profile}/leaderboard"), profile)
+    try:
+        cfg = load_config(args.params, args.profile)
+    except ConfigError as e:
+        raise SystemExit(f"{args.params}: {e}") from None
+    df = publish(Path(args.eval or cfg.paths.eval), Path(args.out or cfg.paths.leaderboard), cfg.name)
     print(markdown(df, ["Method", "PSNR", "PSNR back", "SSIM", "LPIPS", "Chamfer mm", "Time ms"]))
 
 

@@ -22,14 +22,17 @@ from tqdm import tqdm
 
 from anyhead.cameras import CONVENTION
 from anyhead.card import YAW_BUCKETS, yaw_bucket
-from anyhead.config import load_params
+from anyhead.config import ConfigError
 from anyhead.io import atomic_path, save_png, write_json
 from anyhead.loader import shard_list
+from anyhead.paths import Paths
 from anyhead.samples import decode_sample
 from anyhead.shards import read_tar_samples, split_hash
+from recon.checkpoints import CheckpointError
+from recon.config import ProfileConfig, load_config
 from recon.render import render
 
-from .methods import REGISTRY, get_method
+from .methods import REGISTRY
 from .metrics import geometry, image
 from .metrics.timing import Timer, device_record
 
@@ -41,10 +44,10 @@ class BenchmarkError(RuntimeError):
     """A problem with the benchmark's inputs, stated so the user can fix it."""
 
 
-def load_split(profile: str, split: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def load_split(paths: Paths, split: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Decoded samples of a split, checked against the split manifest's keys and hash."""
-    root = Path(f"data/{profile}/shards")
-    man_path = root / "splits.json"
+    root = paths.shards
+    man_path = paths.splits_manifest
     if not man_path.exists():
         raise BenchmarkError(f"{man_path}: no split manifest; build the dataset first (dvc repro shards)")
     man = json.loads(man_path.read_text())
@@ -72,33 +75,36 @@ def load_split(profile: str, split: str) -> tuple[list[dict[str, Any]], dict[str
     return sorted(samples, key=lambda s: s["key"]), {"split": split, "hash": info["hash"], "n_samples": len(samples)}
 
 
-def evaluate(method_name: str, profile: str, prof: dict[str, Any], split: str = "test", checkpoint: str | None = None,
+def evaluate(method_name: str, cfg: ProfileConfig, split: str = "test", checkpoint: str | Path | None = None,
              out_root: str | Path | None = None, device: str | None = None) -> dict[str, Any]:
+    """Evaluate one registered method on ``split``; writes per-view/per-sample CSVs and aggregate.json."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    cls = REGISTRY.get(method_name)
-    if cls is None:
-        raise BenchmarkError(f"unknown method {method_name!r}; registered: {', '.join(sorted(REGISTRY))}")
-    if cls.learned and checkpoint is None:
-        checkpoint = f"data/{profile}/train/{method_name}/checkpoint.pt"
-    if cls.learned and not Path(checkpoint).exists():
+    spec = REGISTRY.get(method_name)
+    if spec is None:
+        raise BenchmarkError(f"unknown method {method_name!r}; registered: {', '.join(REGISTRY)}")
+    if spec.learned and checkpoint is None:
+        checkpoint = cfg.paths.checkpoint(method_name)
+    if spec.learned and not Path(checkpoint).exists():
         raise BenchmarkError(f"{checkpoint}: checkpoint missing for {method_name}; train it (dvc repro train@{method_name}) "
                              "or pass --checkpoint")
-    opts = dict(prof.get("benchmark", {}).get("options", {}).get(method_name, {}))
-    method = get_method(method_name, prof, device=device, checkpoint=checkpoint, **opts)
-    samples, split_info = load_split(profile, split)
-    out = Path(out_root or f"data/{profile}/eval") / method_name
+    method = spec.build(cfg, device=device, checkpoint=checkpoint)
+    samples, split_info = load_split(cfg.paths, split)
+    out = Path(out_root or cfg.paths.eval) / method_name
     lp = None
-    if prof.get("benchmark", {}).get("lpips", True):
+    if cfg.benchmark.lpips:
         from recon.lpips import LPIPS
 
         lp = LPIPS().to(device)
     timer = Timer(device)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    method.reconstruct(samples[0])  # warm-up: module loading, kernels, caches stay out of the timings
+    try:  # warm-up: module loading, kernels, caches stay out of the timings; loads and checks the checkpoint
+        method.reconstruct(samples[0])
+    except CheckpointError as e:
+        raise BenchmarkError(f"{method_name}: {e}") from None
     view_rows, sample_rows = [], []
     for si, s in enumerate(tqdm(samples, desc=f"eval {method_name}")):
-        rec, ms = timer.once(lambda: method.reconstruct(s))
+        rec, ms = timer.once(lambda s=s: method.reconstruct(s))
         g = rec.gaussians
         targets = [v for v in s["views"] if v["role"] == "target"]
         res = targets[0]["rgb"].shape[0]
@@ -123,11 +129,11 @@ def evaluate(method_name: str, profile: str, prof: dict[str, Any], split: str = 
     df_v, df_s = pd.DataFrame(view_rows), pd.DataFrame(sample_rows)
     agg = aggregate(df_v, df_s)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
-    result = {"method": method.metadata(), "profile": profile, **split_info, "metrics": agg,
+    result = {"method": method.metadata(), "profile": cfg.name, **split_info, "metrics": agg,
               "timing": {"median_reconstruct_ms": float(df_s["reconstruct_ms"].median()), "timer": timer.kind,
                          "n": len(df_s), "warmup": 1, "batch_size": 1, "peak_memory_mib": peak,
-                         "input_resolution": int(prof["train"]["model"]["image_size"]), **device_record(device)},
-             "card": metric_card(prof, split_info, lp)}
+                         "input_resolution": cfg.any3davatar.image_size, **device_record(device)},
+             "card": metric_card(split_info, lp, res)}
     for name, df in (("per_view.csv", df_v), ("per_sample.csv", df_s)):
         with atomic_path(out / name) as tmp:
             df.to_csv(tmp, index=False)
@@ -146,12 +152,12 @@ def aggregate(df_v: pd.DataFrame, df_s: pd.DataFrame) -> dict[str, Any]:
     return agg
 
 
-def metric_card(prof: dict[str, Any], split_info: dict[str, Any], lp: Any) -> dict[str, Any]:
+def metric_card(split_info: dict[str, Any], lp: Any, resolution: int) -> dict[str, Any]:
     from recon.lpips import LPIPS
 
     return {"image": image.CARD, "lpips": LPIPS.card if lp is not None else "disabled",
             "geometry": geometry.CARD, "yaw_buckets": {"front": "|yaw| <= 30", "side": "30 < |yaw| < 120", "back": "|yaw| >= 120"},
-            "resolution": int(prof["render"]["target_res"]), "split_hash": split_info["hash"],
+            "resolution": resolution, "split_hash": split_info["hash"],
             "mask_policy": "GT alpha > 0.5", "convention": CONVENTION}
 
 
@@ -176,11 +182,14 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
-    profile, prof = load_params(args.params, args.profile)
+    try:
+        cfg = load_config(args.params, args.profile)
+    except ConfigError as e:
+        raise SystemExit(f"{args.params}: {e}") from None
     names = list(REGISTRY) if args.method == "all" else [args.method]
     try:
         for n in names:
-            r = evaluate(n, profile, prof, args.split, args.checkpoint if len(names) == 1 else None, args.out, args.device)
+            r = evaluate(n, cfg, args.split, args.checkpoint if len(names) == 1 else None, args.out, args.device)
             o = r["metrics"]["overall"]
             print(f"{n}: PSNR {o['psnr']:.2f}  SSIM {o['ssim']:.4f}  LPIPS {o.get('lpips', math.nan):.4f}  "
                   f"Chamfer {r['metrics']['geometry'].get('chamfer_mm', math.nan):.2f} mm  "

@@ -1,17 +1,19 @@
 """Train one learned method of the registry on the profile's training split with the shared budget.
 
     python -m benchmarks.train --method splatter-image [--profile tiny]
-writes data/<profile>/train/<method>/{checkpoint.pt, train_log.csv, metrics.json}.
+writes data/<profile>/train/<method>/{model.safetensors, optimizer.safetensors, train_log.csv, metrics.json}.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 
-from anyhead.config import load_params
+from anyhead.config import ConfigError
+from recon.config import load_config
 from recon.train import train
 
-from .methods import REGISTRY, get_method, learned_methods
+from .methods import REGISTRY, learned_methods
 
 
 def main() -> None:
@@ -24,17 +26,19 @@ def main() -> None:
                     help="stop after this many steps (the LR schedule still spans train.steps): to match another run's budget")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
-    profile, prof = load_params(args.params, args.profile)
     if args.method not in REGISTRY:
-        raise SystemExit(f"unknown method {args.method!r}; registered: {', '.join(sorted(REGISTRY))}")
-    if args.method not in learned_methods():
+        raise SystemExit(f"unknown method {args.method!r}; registered: {', '.join(REGISTRY)}")
+    spec = REGISTRY[args.method]
+    if not spec.learned:
         raise SystemExit(f"{args.method} is not a learned method; nothing to train (learned: {', '.join(learned_methods())})")
-    method = get_method(args.method, prof)
-    cfg = method.train_config()
-    if args.max_steps:
-        cfg.pop("time_budget_min", None)
-    train(cfg, f"data/{profile}/shards/train", f"data/{profile}/train/{args.method}", not args.no_resume,
-          stop_after=args.max_steps)
+    try:
+        cfg = load_config(args.params, args.profile)
+        model_cfg = spec.model_config(cfg)
+    except ConfigError as e:
+        raise SystemExit(f"{args.params}: {e}") from None
+    tcfg = dataclasses.replace(cfg.train, time_budget_min=None) if args.max_steps else cfg.train
+    train(tcfg, model_cfg, cfg.paths.split("train"), cfg.paths.train_dir(args.method), not args.no_resume,
+          stop_after=args.max_steps, ict_model=cfg.paths.ict_model, method=args.method)
 
 
 if __name__ == "__main__":

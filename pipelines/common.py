@@ -1,4 +1,4 @@
-"""Shared stage plumbing: argument parsing, logging and profile loading."""
+"""Shared stage plumbing: argument parsing, logging, and the one parse of the profile."""
 from __future__ import annotations
 
 import argparse
@@ -7,22 +7,23 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from anyhead.config import load_params
+from anyhead.config import ConfigError
+from recon.config import ProfileConfig, load_config
 
 
-def stage_args(description: str) -> tuple[argparse.Namespace, str, dict[str, Any], dict[str, Any]]:
-    """Parse ``--profile``/``--params``; return (args, profile name, profile dict, whole params)."""
-    import yaml
-
+def stage_args(description: str) -> tuple[argparse.Namespace, ProfileConfig]:
+    """Parse ``--profile``/``--params`` and the whole profile (every section is validated, so a bad
+    key anywhere stops the first stage before it does any work)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--profile", default=None, help="params.yaml profile (tiny, default, gpu)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    name, prof = load_params(args.params, args.profile)
-    with open(args.params) as f:
-        everything = yaml.safe_load(f)
-    return args, name, prof, everything
+    try:
+        cfg = load_config(args.params, args.profile)
+    except ConfigError as e:
+        raise SystemExit(f"{args.params}: {e}") from None
+    return args, cfg
 
 
 def read_index(path: str | Path, producer: str) -> list[dict[str, Any]]:

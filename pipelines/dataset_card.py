@@ -11,8 +11,8 @@ log = logging.getLogger("dataset_card")
 
 
 def main() -> None:
-    _, profile, prof, _ = stage_args(__doc__)
-    stats = write_card(f"data/{profile}/shards", f"data/{profile}/card", int(prof["card"]["contact_sheet_samples"]))
+    _, cfg = stage_args(__doc__)
+    stats = write_card(cfg.paths.shards, cfg.paths.card, cfg.card.contact_sheet_samples)
     for k, c in stats["splits"].items():
         log.info("%s: %d samples, %d identities, %d skipped", k, c["samples"], c["identities"], c["skipped"])
 

@@ -15,24 +15,22 @@ log = logging.getLogger("fetch_assets")
 
 
 def main() -> None:
-    _, _, _, params = stage_args(__doc__)
-    cfg = params["ict"]
-    out = Path(cfg.get("out", "data/ict"))
-    cache = Path(os.path.expanduser(cfg.get("cache_dir", "~/.cache/anyhead")))
-    local = cfg.get("local_archive") or None
+    _, cfg = stage_args(__doc__)
+    src, paths = cfg.ict, cfg.paths
+    local = src.local_archive or None
     if local and not Path(local).exists():
-        log.warning("local archive %s not found: downloading %s instead", local, cfg["url"])
+        log.warning("local archive %s not found: downloading %s instead", local, src.url)
         local = None
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "ict.tar.gz"
-        prov = ict.fetch_archive(archive, local_archive=local, url=cfg["url"], sha256=cfg.get("sha256") or None)
+        prov = ict.fetch_archive(archive, local_archive=local, url=src.url, sha256=src.sha256 or None)
         log.info("archive %s sha256 %s (%s)", prov["source"], prov["sha256"], prov["known_as"])
-        root = ict.extract_archive(archive, cache)
+        root = ict.extract_archive(archive, Path(os.path.expanduser(src.cache_dir)))
     model = ict.ICTModel.from_folder(root)
     model.provenance.update(prov)
-    model.save(out / "ict_model.npz")
-    write_json(out / "source.json", prov)
-    log.info("wrote %s", out / "ict_model.npz")
+    model.save(paths.ict_model)
+    write_json(paths.ict_source, prov)
+    log.info("wrote %s", paths.ict_model)
 
 
 if __name__ == "__main__":

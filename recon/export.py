@@ -72,7 +72,8 @@ def load_ply(path: str | os.PathLike[str]) -> tuple[Gaussians, dict[str, str]]:
     n_rest = sum(k.startswith("f_rest_") for k in names)
     K = 1 + n_rest // 3
     degree = int(round(K**0.5)) - 1
-    rest = np.stack([col[f"f_rest_{i}"] for i in range(n_rest)], 1).reshape(n, 3, K - 1).transpose(0, 2, 1) if n_rest else np.zeros((n, 0, 3))
+    rest = (np.stack([col[f"f_rest_{i}"] for i in range(n_rest)], 1).reshape(n, 3, K - 1).transpose(0, 2, 1) if n_rest
+            else np.zeros((n, 0, 3)))
     sh = np.concatenate([np.stack([col[f"f_dc_{i}"] for i in range(3)], 1)[:, None], rest], 1)
     t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))  # noqa: E731
     g = Gaussians(t(np.stack([col["x"], col["y"], col["z"]], 1)), t(np.stack([col[f"rot_{i}"] for i in range(4)], 1)),

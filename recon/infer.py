@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +22,11 @@ from anyhead.cameras import intrinsics_from_fov, orbit_camera
 from anyhead.io import InputError, atomic_path
 from anyhead.render.rigs import LOOK_AT
 
+from .checkpoints import load_model
 from .data import input_on_white
 from .export import save_ply, save_splat
 from .gaussians import Gaussians
 from .render import render
-from .train import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ def export_mesh(g: Gaussians, path: str | Path, res: int = 256) -> None:
     """TSDF-fuse the Gaussians' expected depth from 24 orbiting views into a mesh (open3d)."""
     import open3d as o3d
 
-    from benchmarks.metrics.geometry import tsdf_mesh
+    from .mesh import tsdf_mesh
 
     K = intrinsics_from_fov(30.0, res, res)
     depths, rgbs, w2cs = [], [], []
@@ -98,13 +97,9 @@ def export_mesh(g: Gaussians, path: str | Path, res: int = 256) -> None:
             w2cs.append(w2c)
     mesh = tsdf_mesh(depths, rgbs, w2cs, [K] * len(w2cs))
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # open3d picks the format by suffix
-    try:
+    with atomic_path(path) as tmp:  # the temporary name keeps the suffix: open3d picks the format by it
         if not o3d.io.write_triangle_mesh(str(tmp), mesh):
             raise OSError(f"{path}: open3d could not write a {path.suffix} mesh")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def main() -> None:
@@ -119,7 +114,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
-    model, ck = load_checkpoint(args.checkpoint, map_location=args.device)
+    model, ck = load_model(args.checkpoint, map_location=args.device)
     model.to(args.device).eval()
     image, w2c, K, info = prepare_input(args.portrait, model.cfg.image_size, args.focal_mm)
     g = model.reconstruct(image.to(args.device), w2c.to(args.device), K.to(args.device))[0]

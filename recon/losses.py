@@ -7,10 +7,10 @@ sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1)``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
+
+from .config import LossConfig
 
 SSIM_CARD = {"window": "gaussian 11x11, sigma 1.5", "K1": 0.01, "K2": 0.03, "covariance": "population",
              "data_range": 1.0, "border": "5 px cropped (equals skimage gaussian_weights=True)"}
@@ -40,19 +40,10 @@ def ssim(a: torch.Tensor, b: torch.Tensor, crop: bool = True, reduce: bool = Tru
     return m.mean((1, 2, 3)) if reduce else m
 
 
-@dataclass
-class LossWeights:
-    l1: float = 1.0
-    ssim: float = 0.2
-    lpips: float = 0.0  # > 0 needs the LPIPS weights (recon.lpips)
-    mask: float = 0.5
-    aux: float = 0.5
-
-
 class ReconLoss(torch.nn.Module):
     """Rendered targets vs ground truth (L1, SSIM, LPIPS, alpha vs mask) + the auxiliary head's L1."""
 
-    def __init__(self, w: LossWeights) -> None:
+    def __init__(self, w: LossConfig) -> None:
         super().__init__()
         self.w = w
         self.lpips = None

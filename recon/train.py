@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import math
 import os
@@ -29,54 +28,17 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from anyhead.config import ConfigError
 from anyhead.io import write_json
 
-from .any3davatar import Any3DAvatar, ModelConfig
-from .any3davatar.scaffold import random_scaffold, template_scaffold
+from .checkpoints import MODEL_FILE, build_model, check_config, load_model, load_optimizer_state, save_checkpoint
+from .config import ArchConfig, TrainConfig, load_config
 from .data import RawSamples, make_batch
-from .losses import LossWeights, ReconLoss
+from .losses import ReconLoss
 from .render import render
-from .splatter_image import SplatterConfig, SplatterImage
 
 log = logging.getLogger(__name__)
 LOG_FIELDS = ["step", "loss", "l1", "ssim", "lpips", "mask", "aux", "lr", "seconds"]
-
-
-def build_model(model_cfg: dict[str, Any], ict_model: str | os.PathLike[str] | None = None,
-                anchors: tuple[np.ndarray, np.ndarray] | None = None, seed: int = 0) -> torch.nn.Module:
-    """A model from its config (``arch``: any3davatar or splatter_image). Any3DAvatar gets its
-    scaffold: the given anchors, the ICT template, or the random ablation."""
-    arch = model_cfg.get("arch", "any3davatar")
-    if arch == "splatter_image":
-        return SplatterImage(SplatterConfig.from_dict(model_cfg))
-    if arch != "any3davatar":
-        raise ValueError(f"unknown architecture {arch!r} (any3davatar, splatter_image)")
-    cfg = ModelConfig.from_dict(model_cfg)
-    if anchors is None:
-        if cfg.scaffold == "random":
-            anchors = random_scaffold(cfg.n_anchors, seed)
-        else:
-            from anyhead.ict import ICTModel
-
-            anchors = template_scaffold(ICTModel.load(ict_model or "data/ict/ict_model.npz"), cfg.n_anchors, seed)
-    elif cfg.scaffold == "random":
-        anchors = random_scaffold(cfg.n_anchors, seed)
-    return Any3DAvatar(cfg, torch.as_tensor(anchors[0]), torch.as_tensor(anchors[1]))
-
-
-def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Model (scaffold included) and the checkpoint dict; needs no dataset or ICT files."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    ck = torch.load(path, map_location=map_location, weights_only=False)
-    sd = ck["model"]
-    if ck["model_cfg"].get("arch", "any3davatar") == "splatter_image":
-        model = SplatterImage(SplatterConfig.from_dict(ck["model_cfg"]))
-    else:
-        model = Any3DAvatar(ModelConfig.from_dict(ck["model_cfg"]), sd["anchors"], sd["normals"])
-    model.load_state_dict(sd)
-    return model, ck
 
 
 def _dist() -> tuple[int, int, torch.device]:
@@ -92,12 +54,12 @@ def _dist() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def _lr(step: int, cfg: dict[str, Any]) -> float:
-    warm, total = int(cfg.get("warmup", 0)), int(cfg["steps"])
+def _lr(step: int, cfg: TrainConfig) -> float:
+    warm, total = cfg.warmup, cfg.steps
     if step < warm:
-        return cfg["lr"] * (step + 1) / warm
+        return cfg.lr * (step + 1) / warm
     p = (step - warm) / max(1, total - warm)
-    return cfg["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
 @dataclass
@@ -106,36 +68,38 @@ class TrainResult:
     model: torch.nn.Module  # this process's model (DDP keeps every rank's copy identical)
 
 
-def train(cfg: dict[str, Any], shards: str | os.PathLike[str] | list[str], out: str | os.PathLike[str],
-          resume: bool = True, anchors: tuple[np.ndarray, np.ndarray] | None = None, stop_after: int | None = None,
-          ict_model: str | None = None) -> TrainResult:
-    """Train to ``cfg['steps']`` (or stop early after ``stop_after`` steps: tests use it to
-    simulate an interruption)."""
+def train(cfg: TrainConfig, model_cfg: ArchConfig, shards: str | os.PathLike[str] | list[str],
+          out: str | os.PathLike[str], resume: bool = True, anchors: tuple[np.ndarray, np.ndarray] | None = None,
+          stop_after: int | None = None, ict_model: str | os.PathLike[str] | None = None,
+          method: str | None = None) -> TrainResult:
+    """Train ``model_cfg`` to ``cfg.steps`` (or stop early after ``stop_after`` steps: tests use it to
+    simulate an interruption). Resuming from a checkpoint of another model config is an error.
+    ``method`` (a registry name) is recorded in the checkpoint."""
     out = Path(out)
     rank, world, device = _dist()
-    seed = int(cfg.get("seed", 0))
+    seed = cfg.seed
     torch.manual_seed(seed)
-    ck_path = out / "checkpoint.pt"
+    ck_path = out / MODEL_FILE
     start = 0
     if resume and ck_path.exists():
-        model, ck = load_checkpoint(ck_path)
+        model, ck = load_model(ck_path)
+        check_config(ck_path, model.cfg, model_cfg)
         start = int(ck["step"])
         log.info("resuming from %s at step %d", ck_path, start)
     else:
-        model, ck = build_model(cfg["model"], ict_model, anchors, seed), None
+        model, ck = build_model(model_cfg, ict_model, anchors, seed), None
     model.to(device)
-    weights = LossWeights(**cfg.get("loss", {}))
-    loss_fn = ReconLoss(weights).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=float(cfg.get("weight_decay", 0.01)))
+    loss_fn = ReconLoss(cfg.loss).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if ck is not None:
-        opt.load_state_dict(ck["optimizer"])
+        opt.load_state_dict(load_optimizer_state(out))
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if world > 1 else model
     data = RawSamples(shards)
-    B, V = int(cfg["batch_size"]), int(cfg["n_targets"])
-    S, T = model.cfg.image_size, int(cfg["target_size"])  # every architecture's config has image_size
-    use_bf16 = device.type == "cuda" and bool(cfg.get("bf16", True))
-    steps = int(cfg["steps"])
+    B, V = cfg.batch_size, cfg.n_targets
+    S, T = model.cfg.image_size, cfg.target_size  # every architecture's config has image_size
+    use_bf16 = device.type == "cuda" and cfg.bf16
+    steps = cfg.steps
     end = steps if stop_after is None else min(steps, start + stop_after)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -143,12 +107,12 @@ def train(cfg: dict[str, Any], shards: str | os.PathLike[str] | list[str], out: 
     last: dict[str, Any] = {}
     t0 = time.perf_counter()
     bar = tqdm(range(start, end), desc="train", disable=rank != 0, initial=start, total=steps)
-    budget_s = 60.0 * float(cfg["time_budget_min"]) if cfg.get("time_budget_min") else None
+    budget_s = 60.0 * cfg.time_budget_min if cfg.time_budget_min else None
     for step in bar:
         if budget_s is not None and time.perf_counter() - t0 > budget_s:
-            log.warning("stopping at step %d of %d: time budget of %s min spent", step, steps, cfg["time_budget_min"])
+            log.warning("stopping at step %d of %d: time budget of %s min spent", step, steps, cfg.time_budget_min)
             if rank == 0 and step > start:
-                save_checkpoint(ck_path, model, opt, step, cfg)
+                save_checkpoint(out, model, step, cfg, opt, extra={"method": method or model.cfg.arch})
                 _append_log(out / "train_log.csv", last)
             break
         rng = np.random.default_rng([seed, step])
@@ -177,20 +141,13 @@ def train(cfg: dict[str, Any], shards: str | os.PathLike[str] | list[str], out: 
                 "seconds": time.perf_counter() - t0}
         if rank == 0:
             bar.set_postfix(loss=f"{last['loss']:.4f}")
-            if (step + 1) % int(cfg.get("log_every", 10)) == 0 or step + 1 == end:
+            if (step + 1) % cfg.log_every == 0 or step + 1 == end:
                 _append_log(out / "train_log.csv", last)
-            if (step + 1) % int(cfg.get("ckpt_every", 100)) == 0 or step + 1 == end:
-                save_checkpoint(ck_path, model, opt, step + 1, cfg)
+            if (step + 1) % cfg.ckpt_every == 0 or step + 1 == end:
+                save_checkpoint(out, model, step + 1, cfg, opt, extra={"method": method or model.cfg.arch})
     if rank == 0 and last:
         write_json(out / "metrics.json", {k: v for k, v in last.items() if k != "seconds"})
     return TrainResult(last, model)
-
-
-def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, cfg: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "train_cfg": cfg,
-                "model_cfg": model.cfg.to_dict()}, tmp)
-    os.replace(tmp, path)
 
 
 def _append_log(path: Path, row: dict[str, Any]) -> None:
@@ -220,19 +177,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", default=None)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--shards", default=None, help="training shards (default data/<profile>/shards/train)")
-    ap.add_argument("--out", default=None, help="run folder (default data/<profile>/train)")
-    ap.add_argument("--variant", default=None, help="a key of train.variants (ablation overrides)")
+    ap.add_argument("--arch", default="any3davatar", choices=["any3davatar", "splatter_image"],
+                    help="which model section of the profile to train")
+    ap.add_argument("--shards", default=None, help="training shards (default: the profile's train split)")
+    ap.add_argument("--out", default=None, help="run folder (default data/<profile>/train/<arch>)")
     ap.add_argument("--no-resume", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
-    from anyhead.config import load_params
-
-    profile, prof = load_params(args.params, args.profile)
-    cfg = json.loads(json.dumps(prof["train"]))
-    if args.variant:
-        cfg["model"].update(cfg.get("variants", {}).get(args.variant, {}))
-    train(cfg, args.shards or f"data/{profile}/shards/train", args.out or f"data/{profile}/train", not args.no_resume)
+    try:
+        cfg = load_config(args.params, args.profile)
+    except ConfigError as e:
+        raise SystemExit(f"{args.params}: {e}") from None
+    method = args.arch.replace("_", "-")
+    train(cfg.train, getattr(cfg, args.arch), args.shards or cfg.paths.split("train"),
+          args.out or cfg.paths.train_dir(method), not args.no_resume, ict_model=cfg.paths.ict_model, method=method)
 
 
 if __name__ == "__main__":

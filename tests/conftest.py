@@ -20,6 +20,18 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+def profile_config(name: str = "tiny"):
+    """A profile of the repository's params.yaml, parsed (tests derive their configs from it)."""
+    from recon.config import load_config
+
+    return load_config(ROOT / "params.yaml", name, root=ROOT)
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    return profile_config("tiny")
+
+
 @pytest.fixture(scope="session")
 def ict_root() -> Path:
     from anyhead import ict
@@ -48,23 +60,25 @@ def rng() -> np.random.Generator:
 
 
 @pytest.fixture(scope="session")
-def tiny_shards(ict_model, tmp_path_factory) -> Path:
+def tiny_shards(ict_model, tiny_cfg, tmp_path_factory) -> Path:
     """Two real rendered heads (32 px, 6 targets) in one training shard, via the production stages' code."""
+    from anyhead.config import replace
     from anyhead.heads import HeadSpec, build_head
+    from anyhead.render.folder import render_head
+    from anyhead.samples import read_folder
     from anyhead.shards import write_shards
-    from pipelines.render import render_one
+    from anyhead.stages import Task
 
     root = tmp_path_factory.mktemp("tiny_shards")
-    cfg = {"input_res": 32, "target_res": 32, "n_inputs": 1, "n_targets": 6, "supersample": 2, "shadows": False,
-           "gt_points": 500, "input_yaw": 30, "input_pitch": 15, "focal_mm": [50, 50], "distance_jitter": 0.0,
-           "target_pitch": [-10, 30]}
+    cfg = replace(tiny_cfg.render, {"input_res": 32, "target_res": 32, "n_targets": 6, "shadows": False, "gt_points": 500,
+                                    "input_yaw": 30, "input_pitch": 15, "focal_mm": [50, 50], "distance_jitter": 0.0,
+                                    "target_pitch": [-10, 30]})
     samples = []
     for i in range(2):
-        asset = build_head(ict_model, HeadSpec.sample(ict_model, 100 + i), texture_size=128)
+        asset = build_head(ict_model, HeadSpec.sample(ict_model, 100 + i, tiny_cfg.assets), 128)
         asset.save(root / "assets" / f"h{i}")
-        render_one({"id": f"h{i}", "asset": str(root / "assets" / f"h{i}"), "out": str(root / "renders" / f"h{i}"),
-                    "cfg": cfg, "seed": i, "hash": "test"})
         folder = root / "renders" / f"h{i}"
-        samples.append((f"h{i}", lambda folder=folder: {p.name: p.read_bytes() for p in folder.iterdir()}))
+        render_head(Task(f"h{i}", folder, "test", {"asset": str(root / "assets" / f"h{i}"), "cfg": cfg, "seed": i}))
+        samples.append((f"h{i}", lambda folder=folder: read_folder(folder)))
     write_shards(samples, root / "train", "train", 1)
     return root / "train"

@@ -10,10 +10,11 @@ import torch
 from anyhead.cameras import CONVENTION
 from anyhead.io import write_json
 from anyhead.shards import split_hash, write_shards
-from benchmarks.methods import REGISTRY, get_method, learned_methods
+from benchmarks.methods import REGISTRY, get_spec, learned_methods
 from benchmarks.metrics import geometry, image
 from benchmarks.metrics.timing import Timer
 from recon.losses import ssim
+from tests.conftest import profile_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,10 +119,17 @@ def test_registry_holds_every_family():
         assert name in REGISTRY
     assert set(learned_methods()) == {n for n in REGISTRY if n.startswith(("any3davatar", "splatter"))}
     with pytest.raises(KeyError, match="registered"):
-        get_method("nerf", {})
-    m = get_method("any3davatar", {"train": {"model": {}}}, checkpoint="/nonexistent.pt")
-    with pytest.raises(FileNotFoundError, match="train it first"):
+        get_spec("nerf")
+    cfg = profile_config("tiny")
+    m = get_spec("any3davatar").build(cfg, checkpoint="/nonexistent.safetensors")
+    with pytest.raises(FileNotFoundError, match="nonexistent.safetensors: checkpoint not found"):
         m.reconstruct({})
+    # each ablation's model config differs from the full model's in exactly what its name says
+    full = get_spec("any3davatar").model_config(cfg)
+    for name, key in (("any3davatar-noaux", "aux_head"), ("any3davatar-random", "scaffold"),
+                      ("any3davatar-noplucker", "plucker"), ("any3davatar-t0", "t_star")):
+        ab = get_spec(name).model_config(cfg)
+        assert [k for k in full.to_dict() if full.to_dict()[k] != ab.to_dict()[k]] == [key], name
 
 
 def _project(tmp_path, convention=CONVENTION, keys=("s000",)):

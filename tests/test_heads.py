@@ -7,19 +7,23 @@ from scipy.spatial import cKDTree
 
 from anyhead.accessories import anchors, load_user_accessory
 from anyhead.assets import HeadAsset
+from anyhead.config import AccessorySpec, parse
 from anyhead.geometry import RayCaster, vertex_normals
 from anyhead.hair import STYLES, HairParams
 from anyhead.heads import HeadSpec, build_head
 from anyhead.io import InputError
+from tests.conftest import profile_config
+
+ASSETS = profile_config("tiny").assets
 
 
 def _head(model, seed, style=None, accessories=None):
-    spec = HeadSpec.sample(model, seed)
+    spec = HeadSpec.sample(model, seed, ASSETS)
     if style is not None:
         spec.hair = HairParams.sample(np.random.default_rng(seed), color=spec.appearance.hair_color, style=style)
     if accessories is not None:
         spec.accessories = accessories
-    return build_head(model, spec, texture_size=128)
+    return build_head(model, spec, 128)
 
 
 def _signed_distance_to_skin(asset, points):
@@ -106,7 +110,7 @@ def test_same_seed_same_head_and_provenance(ict_model):
 
 
 def test_skin_tones_span_the_range(ict_model):
-    tones = [HeadSpec.sample(ict_model, s).appearance.skin_tone for s in range(200)]
+    tones = [HeadSpec.sample(ict_model, s, ASSETS).appearance.skin_tone for s in range(200)]
     assert min(tones) < 2 and max(tones) > 9  # Monk scale 1 (lightest) to 10 (darkest)
 
 
@@ -129,17 +133,19 @@ def test_user_accessory_adapter(ict_model, tmp_path):
     box = trimesh.creation.box(extents=[4, 1, 4])  # centimetres
     box.export(tmp_path / "crown.obj")
     spec = {"anchor": "top_of_head", "offset": [0, 0.01, 0], "units": "cm", "color": [0.9, 0.8, 0.1]}
-    part = load_user_accessory(tmp_path / "crown.obj", spec, pts)
+    part = load_user_accessory(tmp_path / "crown.obj", parse(AccessorySpec, spec), pts)
     assert np.allclose(part.vertices.mean(0), pts["top_of_head"] + [0, 0.01, 0], atol=1e-6)
     assert np.isclose(np.ptp(part.vertices[:, 0]), 0.04)
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     assert load_user_accessory(tmp_path / "crown.obj", tmp_path / "spec.json", pts).name == "user_crown"
-    with pytest.raises(InputError, match="anchor 'elbow' unknown"):
-        load_user_accessory(tmp_path / "crown.obj", {"anchor": "elbow"}, pts)
+    (tmp_path / "elbow.json").write_text(json.dumps({"anchor": "elbow"}))
+    with pytest.raises(InputError, match="elbow.json: anchor spec: anchor: 'elbow' is not one of"):
+        load_user_accessory(tmp_path / "crown.obj", tmp_path / "elbow.json", pts)
     with pytest.raises(InputError, match="not found"):
-        load_user_accessory(tmp_path / "nope.glb", spec, pts)
-    with pytest.raises(InputError, match="unknown keys"):
-        load_user_accessory(tmp_path / "crown.obj", {**spec, "colour": 1}, pts)
+        load_user_accessory(tmp_path / "nope.glb", parse(AccessorySpec, spec), pts)
+    (tmp_path / "typo.json").write_text(json.dumps({**spec, "colour": 1}))
+    with pytest.raises(InputError, match="colour: unknown key"):
+        load_user_accessory(tmp_path / "crown.obj", tmp_path / "typo.json", pts)
 
 
 def test_anchor_ears_are_on_the_sides(ict_model):

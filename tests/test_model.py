@@ -3,16 +3,18 @@ import pytest
 import torch
 
 from anyhead.cameras import camera_center, intrinsics_from_fov, orbit_camera, plucker_rays
-from recon.any3davatar import Any3DAvatar, ModelConfig
-from recon.any3davatar.model import camera_centers
+from anyhead.config import replace
+from recon.any3davatar import Any3DAvatar
 from recon.any3davatar.scaffold import random_scaffold, sphere_scaffold, template_scaffold
+from tests.conftest import profile_config
 
+TINY = profile_config("tiny")
 CFG = dict(image_size=32, patch=8, dim=32, heads=2, enc_depth=1, den_depth=1, n_anchors=64, gaussians_per_anchor=3,
            aux_res=16, aux_patch=8)
 
 
 def make(**over):
-    cfg = ModelConfig.from_dict({**CFG, **over})
+    cfg = replace(TINY.any3davatar, {**CFG, **over})
     a, n = sphere_scaffold(cfg.n_anchors) if cfg.scaffold == "structured" else random_scaffold(cfg.n_anchors)
     torch.manual_seed(0)
     return Any3DAvatar(cfg, torch.tensor(a), torch.tensor(n))
@@ -51,7 +53,7 @@ def test_starts_at_the_scaffold():
 
 def test_plucker_embedding_values():
     img, w2c, K, *_ = inputs()
-    o = camera_centers(w2c)
+    o = camera_center(w2c)
     assert np.allclose(o[0].numpy(), camera_center(w2c[0].double().numpy()), atol=1e-5)
     m = make()
     a = m.anchors[:5]
@@ -121,13 +123,13 @@ def test_template_scaffold_covers_the_head(ict_model):
 
 def test_config_mismatch_error():
     with pytest.raises(ValueError, match="anchors"):
-        Any3DAvatar(ModelConfig.from_dict({**CFG, "n_anchors": 10}), torch.zeros(5, 3), torch.ones(5, 3))
+        Any3DAvatar(replace(TINY.any3davatar, {**CFG, "n_anchors": 10}), torch.zeros(5, 3), torch.ones(5, 3))
 
 
 def test_splatter_image_places_gaussians_around_the_head_at_any_distance():
-    from recon.splatter_image import SplatterConfig, SplatterImage
+    from recon.splatter_image import SplatterImage
 
-    m = SplatterImage(SplatterConfig(image_size=32, base=16, levels=2))
+    m = SplatterImage(replace(TINY.splatter_image, {"image_size": 32, "base": 16, "levels": 2}))
     for dist in (0.44, 1.06):  # the input rig's range of camera distances
         w2c = torch.tensor(orbit_camera(20, 5, dist)).float()[None]
         K = torch.tensor(intrinsics_from_fov(20, 32, 32)).float()[None]
@@ -135,5 +137,5 @@ def test_splatter_image_places_gaussians_around_the_head_at_any_distance():
         # untrained, every pixel's Gaussian sits at the head centre's depth along its ray: the
         # central pixel's ray passes through the head centre
         assert g.means[0, 16 * 32 + 16].norm() < 0.01, dist
-        cam_dist = (g.means[0] - camera_centers(w2c)[0]).norm(dim=-1)
+        cam_dist = (g.means[0] - camera_center(w2c)[0]).norm(dim=-1)
         assert (cam_dist > dist - 0.27).all() and (cam_dist < dist + 0.27).all()

@@ -48,7 +48,7 @@ def test_dvc_repro_tiny(tmp_path, ict_root):
     shards = work / "data/tiny/shards"
     assert verify(shards) == []
     assert (work / "data/tiny/card/card.md").exists() and (work / "data/tiny/card/qa_contact_sheet.png").exists()
-    assert (work / "data/tiny/train/any3davatar/checkpoint.pt").exists()
+    assert (work / "data/tiny/train/any3davatar/model.safetensors").exists()
     # the leaderboard lists every method with every metric column filled
     import pandas as pd
 

@@ -5,13 +5,14 @@ from scipy import ndimage
 
 from anyhead.assets import HeadAsset, Part
 from anyhead.cameras import Camera, intrinsics_from_fov, look_at, unproject
+from anyhead.config import replace
 from anyhead.heads import HeadSpec, build_head
 from anyhead.render import HeadRenderer, Lighting
 from anyhead.render.views import render_sample
+from tests.conftest import profile_config
 
-CFG = {"input_res": 64, "target_res": 64, "n_inputs": 1, "n_targets": 6, "supersample": 2, "shadows": True,
-       "gt_points": 2000, "input_yaw": 40, "input_pitch": 20, "focal_mm": [35, 85], "distance_jitter": 0.1,
-       "target_pitch": [-20, 50]}
+TINY = profile_config("tiny")
+CFG = replace(TINY.render, {"input_res": 64, "target_res": 64, "n_targets": 6, "shadows": True, "gt_points": 2000})
 
 
 def _sphere_asset(r=0.1):
@@ -35,14 +36,14 @@ def test_sphere_coverage_depth_and_normals():
 
 @pytest.fixture(scope="module")
 def sample(ict_model):
-    spec = HeadSpec.sample(ict_model, 42)
+    spec = HeadSpec.sample(ict_model, 42, TINY.assets)
     spec.accessories = ["glasses", "hat"]
-    return render_sample(build_head(ict_model, spec, texture_size=128), CFG, seed=3)
+    return render_sample(build_head(ict_model, spec, 128), CFG, seed=3)
 
 
 def test_gt_points_project_inside_every_mask(sample):
     pts = sample["points"][:, :3].astype(np.float64)
-    assert len(pts) == CFG["gt_points"]
+    assert len(pts) == CFG.gt_points
     for v in sample["views"]:
         uv, z = v.camera.project(pts)
         ij = np.floor(uv).astype(int)
@@ -95,7 +96,7 @@ def test_gt_normals_match_rendered_normals(sample):
 
 
 def test_adaptive_supersampling_matches_full(ict_model):
-    asset = build_head(ict_model, HeadSpec.sample(ict_model, 5), texture_size=128)
+    asset = build_head(ict_model, HeadSpec.sample(ict_model, 5, TINY.assets), 128)
     cam = Camera(look_at([0.3, 0.1, 0.55], [0, 0, 0]), intrinsics_from_fov(30, 96, 96), 96, 96)
     r = HeadRenderer(asset)
     a = r.render(cam, Lighting(), 2, adaptive=True)

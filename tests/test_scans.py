@@ -3,6 +3,7 @@ import pytest
 import trimesh
 from PIL import Image
 
+from anyhead.config import ScanOptions
 from anyhead.io import InputError
 from anyhead.scans import iter_scans, load_scan
 
@@ -20,7 +21,7 @@ def test_textured_scan_in_millimetres_is_normalised(tmp_path):
     m = _textured_sphere(110.0)  # a 22 cm "head" in mm
     m.apply_translation([500, 40, -30])
     m.export(tmp_path / "person.obj")
-    asset = load_scan(tmp_path / "person.obj")
+    asset = load_scan(tmp_path / "person.obj", ScanOptions())
     v = asset.part("scan").vertices
     assert np.isclose(np.ptp(v[:, 1]), 0.22, atol=3e-3)  # tessellated sphere
     assert np.isclose(v[:, 1].max(), 0.11, atol=1e-4)  # crown 11 cm above the head centre
@@ -32,27 +33,27 @@ def test_axis_remap(tmp_path):
     m = _textured_sphere(0.1)
     m.apply_scale([1, 1, 1.6])  # elongated along file z, declared as up
     m.export(tmp_path / "zup.glb")
-    v = load_scan(tmp_path / "zup.glb", up="+z", forward="-y").part("scan").vertices
+    v = load_scan(tmp_path / "zup.glb", ScanOptions(up="+z", forward="-y")).part("scan").vertices
     assert np.ptp(v[:, 1]) > np.ptp(v[:, 0]) * 1.5
 
 
 def test_scan_errors(tmp_path):
     trimesh.creation.icosphere(radius=0.1).export(tmp_path / "plain.ply")  # no colours, no UVs
     with pytest.raises(InputError, match="no UVs"):
-        load_scan(tmp_path / "plain.ply", units="m")
+        load_scan(tmp_path / "plain.ply", ScanOptions(units="m"))
     _textured_sphere(2.5).export(tmp_path / "giant.obj")
     with pytest.raises(InputError, match="not a head scale"):
-        load_scan(tmp_path / "giant.obj", units="m")
+        load_scan(tmp_path / "giant.obj", ScanOptions(units="m"))
     with pytest.raises(InputError, match="not found"):
-        load_scan(tmp_path / "missing.obj")
+        load_scan(tmp_path / "missing.obj", ScanOptions())
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(InputError, match="unsupported scan format"):
-        load_scan(tmp_path / "notes.txt")
+        load_scan(tmp_path / "notes.txt", ScanOptions())
     (tmp_path / "broken.obj").write_text("this is not an obj\n")
     with pytest.raises(InputError):
-        load_scan(tmp_path / "broken.obj")
+        load_scan(tmp_path / "broken.obj", ScanOptions())
     with pytest.raises(InputError, match="scan folder not found"):
-        list(iter_scans(tmp_path / "missing_dir"))
+        list(iter_scans(tmp_path / "missing_dir", ScanOptions()))
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no scans"):
-        list(iter_scans(tmp_path / "empty"))
+        list(iter_scans(tmp_path / "empty", ScanOptions()))

@@ -113,14 +113,14 @@ class HeadRenderer:
         up = 0.5 + 0.5 * n[:, 1:2]
         col = albedo * (np.asarray(light.sky) * up + np.asarray(light.ground) * (1 - up))
         for k, (ldir, lcol) in enumerate([(light.key_dir, light.key_color), (light.fill_dir, light.fill_color)]):
-            l = _unit(ldir).astype(np.float32)
-            ndl = np.clip(n @ l, 0, None)
+            ell = _unit(ldir).astype(np.float32)
+            ndl = np.clip(n @ ell, 0, None)
             vis = np.ones(len(n), np.float32)
             if k == 0 and shadows:
                 lit = np.flatnonzero(ndl > 0)
-                hit = self.caster.cast(pos[lit] + n[lit] * 1e-4, np.broadcast_to(l, (len(lit), 3)))
+                hit = self.caster.cast(pos[lit] + n[lit] * 1e-4, np.broadcast_to(ell, (len(lit), 3)))
                 vis[lit[hit["primID"] >= 0]] = 0.0
-            h = view + l
+            h = view + ell
             h /= np.maximum(np.sqrt(np.einsum("ij,ij->i", h, h)), 1e-9)[:, None]
             fres = 0.04 + 0.96 * (1 - np.clip(np.einsum("ij,ij->i", view, h), 0, 1)) ** 5
             spec = ks * (shin + 8) / (8 * np.pi) * np.clip(np.einsum("ij,ij->i", n, h), 0, 1) ** shin * fres * 4

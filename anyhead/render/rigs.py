@@ -4,8 +4,6 @@ Both are built with the shared camera module, so everything is OpenCV / head fra
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..cameras import Camera, intrinsics_from_focal_mm, intrinsics_from_fov, orbit_camera
@@ -15,7 +13,7 @@ TARGET_DISTANCE = 0.65
 TARGET_FOV = 30.0
 
 
-def target_rig(n: int, res: int, pitch_range: tuple[float, float] = (-20.0, 50.0)) -> list[tuple[Camera, float, float]]:
+def target_rig(n: int, res: int, pitch_range: tuple[float, float]) -> list[tuple[Camera, float, float]]:
     """``n`` cameras around the head: yaw evenly spaced over 360 degrees (front at 0), pitch spread
     over ``pitch_range`` by a golden-ratio sequence so the top and the back are covered.
     Returns (camera, yaw, pitch) triples; the rig is the same for every head."""
@@ -29,15 +27,17 @@ def target_rig(n: int, res: int, pitch_range: tuple[float, float] = (-20.0, 50.0
     return out
 
 
-def sample_input_camera(rng: np.random.Generator, res: int, cfg: dict[str, Any]) -> tuple[Camera, dict[str, float]]:
-    """One portrait camera: yaw/pitch within the configured ranges, a 35 mm-equivalent focal
-    length, and a distance that keeps the head a similar size in frame, jittered."""
-    yaw = float(rng.uniform(-cfg["input_yaw"], cfg["input_yaw"]))
-    pitch = float(rng.uniform(-0.5 * cfg["input_pitch"], cfg["input_pitch"]))
-    f_lo, f_hi = cfg["focal_mm"]
+def sample_input_camera(rng: np.random.Generator, res: int, max_yaw: float, max_pitch: float,
+                        focal_mm: tuple[float, float], distance_jitter: float) -> tuple[Camera, dict[str, float]]:
+    """One portrait camera: yaw uniform in +-max_yaw, pitch in [-max_pitch / 2, max_pitch] (degrees),
+    a 35 mm-equivalent focal length in ``focal_mm``, and a distance that keeps the head a similar
+    size in frame, jittered by +-``distance_jitter`` (relative)."""
+    yaw = float(rng.uniform(-max_yaw, max_yaw))
+    pitch = float(rng.uniform(-0.5 * max_pitch, max_pitch))
+    f_lo, f_hi = focal_mm
     focal = float(rng.uniform(f_lo, f_hi))
     # the head spans ~0.36 m; keep it at ~80% of the frame at 50 mm-equivalent distance scaling
-    distance = 0.36 / 0.8 / (36.0 / focal) * (1.0 + float(rng.uniform(-1, 1)) * cfg["distance_jitter"])
+    distance = 0.36 / 0.8 / (36.0 / focal) * (1.0 + float(rng.uniform(-1, 1)) * distance_jitter)
     K = intrinsics_from_focal_mm(focal, res, res)
     cam = Camera(orbit_camera(yaw, pitch, distance, LOOK_AT), K, res, res)
     return cam, {"yaw": yaw, "pitch": pitch, "focal_mm": focal, "distance": distance}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -10,6 +10,9 @@ from ..assets import HeadAsset
 from ..cameras import Camera
 from .raycast import HeadRenderer, Lighting, RenderOutput
 from .rigs import sample_input_camera, target_rig
+
+if TYPE_CHECKING:
+    from ..config import RenderConfig
 
 # Parts inside the head that never count as visible surface for geometry metrics.
 INTERIOR_PARTS = ("mouth",)
@@ -62,20 +65,21 @@ def visible_points(pts: np.ndarray, views: list[ViewRecord], tol: float = 0.002)
     return seen
 
 
-def render_sample(asset: HeadAsset, cfg: dict[str, Any], seed: int) -> dict[str, Any]:
+def render_sample(asset: HeadAsset, cfg: "RenderConfig", seed: int) -> dict[str, Any]:
     """Inputs, targets and GT points of one head, all with one lighting."""
     rng = np.random.default_rng(seed)
-    light = Lighting.sample(rng, shadows=bool(cfg.get("shadows", True)))
+    light = Lighting.sample(rng, shadows=cfg.shadows)
     r = HeadRenderer(asset)
-    ss = int(cfg.get("supersample", 2))
+    ss = cfg.supersample
     views = []
-    for _ in range(int(cfg.get("n_inputs", 1))):
-        cam, info = sample_input_camera(rng, int(cfg["input_res"]), cfg)
+    for _ in range(cfg.n_inputs):
+        cam, info = sample_input_camera(rng, cfg.input_res, cfg.input_yaw, cfg.input_pitch, cfg.focal_mm,
+                                        cfg.distance_jitter)
         views.append(ViewRecord("input", cam, r.render(cam, light, ss), info["yaw"], info["pitch"], info))
-    for cam, yaw, pitch in target_rig(int(cfg["n_targets"]), int(cfg["target_res"]), tuple(cfg.get("target_pitch", (-20, 50)))):
+    for cam, yaw, pitch in target_rig(cfg.n_targets, cfg.target_res, cfg.target_pitch):
         views.append(ViewRecord("target", cam, r.render(cam, light, ss), yaw, pitch, {}))
     # GT points: oversample the surface, keep what the dense rig sees (the "visible head surface")
-    n = int(cfg.get("gt_points", 10000))
+    n = cfg.gt_points
     pts, nrm, part = sample_surface(asset, n * 3, rng)
     targets = [v for v in views if v.role == "target"]
     seen = visible_points(pts, targets)

@@ -1,13 +1,17 @@
-"""The one interface every benchmarked method implements (nerfbaselines-style)."""
+"""The one interface every benchmarked method implements (nerfbaselines-style): a typed spec in the
+registry, and a :class:`Method` built from it that turns one sample's input view into Gaussians."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from anyhead.config import replace, to_dict
+from recon.config import ArchConfig, ProfileConfig
 from recon.data import input_on_white
 from recon.gaussians import Gaussians
 
@@ -18,19 +22,44 @@ class Reconstruction:
     timings_ms: dict[str, float] = field(default_factory=dict)  # per component, if the method has components
 
 
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: its name, what it is, how it is built, and (if learned) which model
+    section of the profile it trains with which overrides."""
+
+    name: str
+    description: str
+    factory: Callable[..., "Method"]
+    arch: str | None = None  # profile section of the model config (learned methods)
+    overrides: dict[str, Any] = field(default_factory=dict)  # model config changes (ablations)
+
+    @property
+    def learned(self) -> bool:
+        return self.arch is not None
+
+    def model_config(self, cfg: ProfileConfig) -> ArchConfig:
+        """The model config this method trains and evaluates: the profile's section plus overrides."""
+        if self.arch is None:
+            raise ValueError(f"{self.name} is not a learned method")
+        return replace(getattr(cfg, self.arch), self.overrides, f"{self.name} (overrides of {self.arch})")
+
+    def build(self, cfg: ProfileConfig, device: str = "cpu", checkpoint: str | Path | None = None) -> "Method":
+        return self.factory(self, cfg, device, checkpoint)
+
+
 class Method(ABC):
     """``reconstruct(sample) -> Reconstruction`` from a decoded AnyHead sample's input view."""
 
-    name: str = ""
-    learned: bool = False  # needs ``train`` (and a checkpoint) before ``reconstruct``
-    description: str = ""
-
-    def __init__(self, profile_cfg: dict[str, Any], device: str = "cpu", checkpoint: str | Path | None = None,
-                 **options: Any) -> None:
-        self.profile_cfg = profile_cfg
+    def __init__(self, spec: MethodSpec, cfg: ProfileConfig, device: str = "cpu",
+                 checkpoint: str | Path | None = None) -> None:
+        self.spec = spec
+        self.cfg = cfg
         self.device = torch.device(device)
         self.checkpoint = checkpoint
-        self.options = options
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     def input_tensors(self, sample: dict[str, Any], size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The input portrait on white at ``size``, its w2c and K (batch of one, on the device)."""
@@ -40,10 +69,9 @@ class Method(ABC):
     @abstractmethod
     def reconstruct(self, sample: dict[str, Any]) -> Reconstruction: ...
 
-    def train_config(self) -> dict[str, Any]:
-        """The trainer config (the profile's ``train`` budget, with this method's model)."""
-        raise NotImplementedError(f"{self.name} is not a learned method")
-
     def metadata(self) -> dict[str, Any]:
-        return {"method": self.name, "learned": self.learned, "description": self.description,
-                "checkpoint": str(self.checkpoint) if self.checkpoint else None, "options": self.options}
+        md = {"method": self.name, "learned": self.spec.learned, "description": self.spec.description,
+              "checkpoint": str(self.checkpoint) if self.checkpoint else None}
+        if self.spec.learned:
+            md["model"] = to_dict(self.spec.model_config(self.cfg))
+        return md

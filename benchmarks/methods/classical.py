@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from anyhead.cameras import camera_center
 from recon.any3davatar.scaffold import anchor_spacing, template_scaffold
 from recon.gaussians import Gaussians
 from recon.losses import ssim
@@ -25,17 +26,16 @@ def _scaffold(ict_model: str, n_anchors: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class TemplateMethod(Method):
-    name = "template"
-    description = "scaffold Gaussians coloured by projecting the input image (mirrored where hidden): a lower bound"
+    """The Any3DAvatar scaffold (the profile's anchors and input size), coloured from the input."""
 
     def scaffold_gaussians(self, sample: dict[str, Any]) -> Gaussians:
-        mcfg = self.profile_cfg["train"]["model"]
-        anchors, normals = _scaffold(self.options.get("ict_model", "data/ict/ict_model.npz"), int(mcfg["n_anchors"]))
+        mcfg = self.cfg.any3davatar
+        anchors, normals = _scaffold(str(self.cfg.paths.ict_model), mcfg.n_anchors)
         a = torch.from_numpy(anchors).to(self.device)
         n = torch.from_numpy(normals).to(self.device)
-        size = int(mcfg["image_size"])
+        size = mcfg.image_size
         image, w2c, K = self.input_tensors(sample, size)
-        o = -(w2c[0, :3, :3].T @ w2c[0, :3, 3])
+        o = camera_center(w2c[0])
 
         def look(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             pc = points @ w2c[0, :3, :3].T + w2c[0, :3, 3]
@@ -65,13 +65,12 @@ class TemplateMethod(Method):
 
 
 class OptimizeMethod(TemplateMethod):
-    name = "optimize"
-    description = "per-subject optimisation of scaffold Gaussians against the single input view (slow family)"
+    """Per-subject optimisation of the template's Gaussians against the input view."""
 
     def reconstruct(self, sample: dict[str, Any]) -> Reconstruction:
         g0 = self.scaffold_gaussians(sample)
-        iters = int(self.options.get("iterations", self.profile_cfg.get("benchmark", {}).get("optimize_iters", 100)))
-        size = int(self.profile_cfg["train"]["model"]["image_size"])
+        iters = self.cfg.benchmark.optimize_iters
+        size = self.cfg.any3davatar.image_size
         image, w2c, K = self.input_tensors(sample, size)
         inp = next(v for v in sample["views"] if v["role"] == "input")
         mask = torch.from_numpy(np.array(inp["mask"]))[None, None].float().to(self.device)
@@ -80,7 +79,7 @@ class OptimizeMethod(TemplateMethod):
                   "log_scales": g0.log_scales.clone().requires_grad_(True),
                   "opacity": g0.opacity_logits.clone().requires_grad_(True),
                   "colors": torch.logit(g0.colors.clamp(0.02, 0.98)).requires_grad_(True)}
-        opt = torch.optim.Adam(params.values(), lr=float(self.options.get("lr", 0.01)))
+        opt = torch.optim.Adam(params.values(), lr=self.cfg.benchmark.optimize_lr)
         for _ in range(iters):
             g = Gaussians(g0.means + 0.02 * torch.tanh(params["offset"]), g0.quats, params["log_scales"], params["opacity"],
                           torch.sigmoid(params["colors"]))
@@ -97,5 +96,6 @@ class OptimizeMethod(TemplateMethod):
 
     def metadata(self) -> dict[str, Any]:
         md = super().metadata()
-        md["iterations"] = int(self.options.get("iterations", self.profile_cfg.get("benchmark", {}).get("optimize_iters", 100)))
+        md["iterations"] = self.cfg.benchmark.optimize_iters
+        md["lr"] = self.cfg.benchmark.optimize_lr
         return md

@@ -1,34 +1,26 @@
-"""Learned feed-forward methods: Any3DAvatar (and its ablations) and Splatter Image."""
+"""Learned feed-forward methods (Any3DAvatar, its ablations, Splatter Image): a checkpoint in, one
+forward pass per sample. The checkpoint must hold exactly the model this method trains."""
 from __future__ import annotations
 
-import copy
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from recon.train import load_checkpoint
+from recon.checkpoints import CheckpointError, load_model
 
 from .base import Method, Reconstruction
 
 
 class LearnedMethod(Method):
-    learned = True
-    model_overrides: dict[str, Any] = {}
-
-    def train_config(self) -> dict[str, Any]:
-        cfg = copy.deepcopy(self.profile_cfg["train"])
-        cfg["model"].update(self.model_overrides)
-        return cfg
-
-    def _model(self):
+    def _model(self) -> torch.nn.Module:
         if not hasattr(self, "_m"):
-            if self.checkpoint is None or not Path(self.checkpoint).exists():
-                raise FileNotFoundError(f"{self.name}: checkpoint {self.checkpoint} not found; train it first "
-                                        f"(`dvc repro train@{self.name}` or `python -m benchmarks.train --method {self.name}`)"
-                                        " or pass --checkpoint")
-            m, ck = load_checkpoint(self.checkpoint, map_location="cpu")  # built on CPU, then moved
-            self._m, self._step = m.to(self.device).eval(), ck["step"]
+            if self.checkpoint is None:
+                raise FileNotFoundError(f"{self.name}: no checkpoint given")
+            # built on CPU, then moved; a checkpoint of another method or config is refused here
+            m, record = load_model(self.checkpoint, "cpu", expect=self.spec.model_config(self.cfg))
+            if record.get("method") not in (None, self.name):
+                raise CheckpointError(f"{self.checkpoint}: holds method {record['method']!r}, not {self.name!r}")
+            self._m, self._record = m.to(self.device).eval(), record
         return self._m
 
     def reconstruct(self, sample: dict[str, Any]) -> Reconstruction:
@@ -40,28 +32,8 @@ class LearnedMethod(Method):
 
     def metadata(self) -> dict[str, Any]:
         md = super().metadata()
-        md["model"] = self.train_config()["model"]
-        if hasattr(self, "_step"):
-            md["trained_steps"] = self._step
+        if hasattr(self, "_record"):  # what was evaluated comes from the checkpoint itself
+            md["trained_steps"] = self._record["step"]
+            md["checkpoint_model"] = self._record["model_cfg"]
+            md["checkpoint_method"] = self._record.get("method")
         return md
-
-
-class Any3DAvatarMethod(LearnedMethod):
-    name = "any3davatar"
-    description = "Any3DAvatar: Plücker-aware scaffold, one-step denoising, auxiliary appearance head"
-
-
-def ablation(name: str, overrides: dict[str, Any], text: str) -> type[LearnedMethod]:
-    return type(f"Ablation_{name}", (Any3DAvatarMethod,), {"name": name, "model_overrides": overrides,
-                                                            "description": f"Any3DAvatar ablation: {text}"})
-
-
-class SplatterImageMethod(LearnedMethod):
-    name = "splatter-image"
-    description = "Splatter Image (Szymanowicz et al. 2024): pixel-aligned Gaussians from a U-Net"
-
-    def train_config(self) -> dict[str, Any]:
-        cfg = copy.deepcopy(self.profile_cfg["train"])
-        size = cfg["model"]["image_size"]
-        cfg["model"] = {"arch": "splatter_image", "image_size": size, **self.profile_cfg.get("splatter_image", {})}
-        return cfg

@@ -17,49 +17,19 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anyhead.cameras import plucker_rays_torch
+from anyhead.cameras import camera_center, plucker_rays_torch
 
+from ..config import ModelConfig
 from ..gaussians import Gaussians
 from .scaffold import anchor_spacing
 
 PARAMS_PER_GAUSSIAN = 14  # offset 3, log-scale 3, quaternion 4, opacity 1, colour 3
-
-
-@dataclass
-class ModelConfig:
-    arch: str = "any3davatar"
-    image_size: int = 64
-    patch: int = 8
-    dim: int = 128
-    heads: int = 4
-    enc_depth: int = 2
-    den_depth: int = 2
-    n_anchors: int = 256
-    gaussians_per_anchor: int = 4
-    t_star: float = 0.5
-    aux_head: bool = True
-    plucker: bool = True
-    scaffold: str = "structured"  # "structured" (template head) or "random" (ablation)
-    max_offset: float = 0.03
-    aux_res: int = 32
-    aux_patch: int = 8
-    aux_depth: int = 1
-    pos_freqs: int = 6
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Attention(nn.Module):
@@ -112,11 +82,6 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([a.sin(), a.cos()], -1)
 
 
-def camera_centers(w2c: torch.Tensor) -> torch.Tensor:
-    R, t = w2c[..., :3, :3], w2c[..., :3, 3]
-    return -(R.transpose(-1, -2) @ t[..., None])[..., 0]
-
-
 class ImageEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -159,7 +124,7 @@ class AppearanceHead(nn.Module):
         d_cam = pix @ torch.linalg.inv(K).transpose(-1, -2)  # (B, V, r*r, 3)
         R = w2c[..., :3, :3]
         d = d_cam @ R  # camera -> world: R^T d, as row vectors
-        o = camera_centers(w2c)[:, :, None, :].expand_as(d)
+        o = camera_center(w2c)[:, :, None, :].expand_as(d)
         ray = plucker_rays_torch(o, d).reshape(B * V, r // p, p, r // p, p, 6)
         tok = ray.permute(0, 1, 3, 2, 4, 5).reshape(B * V, (r // p) ** 2, p * p * 6)
         x = self.embed(tok.to(latent.dtype)) + self.pos
@@ -226,7 +191,7 @@ class Any3DAvatar(nn.Module):
         feat = F.grid_sample(feat_map, grid.to(feat_map.dtype), align_corners=False)[..., 0].transpose(1, 2)
         x = x + self.feat_proj(feat)
         if self.cfg.plucker:
-            o = camera_centers(w2c)[:, None].expand_as(a)
+            o = camera_center(w2c)[:, None].expand_as(a)
             pl = plucker_rays_torch(o, a - o)
             x = x + self.plucker_embed(fourier(pl, 2, scale=1.0))
         return x

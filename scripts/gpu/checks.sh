@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run on the GPU machine (device tool) from the repository root, after `source .devcache/setup.sh`:
+# Run on the GPU machine (device tool) from the repository root, after `source scripts/gpu/env.sh`:
 # the gsplat-vs-reference tests, then the latency benchmark (bf16 and fp32, 512 px, gpu profile).
 # Results go to $OUT (or ./gpu_results when OUT is unset).
 set -uo pipefail

@@ -1,0 +1,200 @@
+"""The whole typed configuration of a profile: the data sections (:mod:`anyhead.config`) plus training,
+the two model architectures and the benchmark settings, parsed once by :func:`load_config`.
+
+Model configs are plain frozen dataclasses (no torch import), so data stages can load the profile
+without pulling in the models, and checkpoints can store and compare them as JSON.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from anyhead.config import (
+    AssetsConfig,
+    CardConfig,
+    ConfigError,
+    IctConfig,
+    PhotosConfig,
+    RawParams,
+    RenderConfig,
+    ShardsConfig,
+    num,
+    parse,
+    read_params,
+    to_dict,
+)
+from anyhead.paths import Paths
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Any3DAvatar's architecture (``any3davatar`` section; ablations override single keys)."""
+
+    image_size: int = num(ge=16, le=2048)  # input portrait side, pixels
+    patch: int = num(ge=1)
+    dim: int = num(ge=8)
+    heads: int = num(ge=1)
+    enc_depth: int = num(ge=0)
+    den_depth: int = num(ge=1)
+    n_anchors: int = num(ge=1)
+    gaussians_per_anchor: int = num(ge=1)
+    t_star: float = num(ge=0, le=1)  # noise level of the one denoising step; 0 = plain regression
+    aux_head: bool  # the training-only view-conditioned appearance head
+    plucker: bool  # Plücker ray embedding of each anchor
+    scaffold: Literal["structured", "random"]  # template head anchors, or the random ablation
+    max_offset: float = num(gt=0, le=0.2)  # metres a Gaussian may move from its anchor
+    aux_res: int = num(ge=4)
+    aux_patch: int = num(ge=1)
+    aux_depth: int = num(ge=1)
+    pos_freqs: int = num(ge=0, le=16)
+    arch: Literal["any3davatar"] = "any3davatar"
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch:
+            raise ConfigError("patch", f"{self.patch} does not divide image_size {self.image_size}")
+        if self.dim % self.heads:
+            raise ConfigError("heads", f"{self.heads} does not divide dim {self.dim}")
+        if self.aux_res % self.aux_patch:
+            raise ConfigError("aux_patch", f"{self.aux_patch} does not divide aux_res {self.aux_res}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        return parse(cls, d, "model")
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+@dataclass(frozen=True)
+class SplatterConfig:
+    """Splatter Image's architecture (``splatter_image`` section)."""
+
+    image_size: int = num(ge=16, le=2048)
+    base: int = num(ge=4)  # channels of the first U-Net level
+    levels: int = num(ge=1, le=6)
+    out_stride: int = num(ge=1)  # one Gaussian per pixel of the image_size / out_stride grid
+    near: float = num(ge=-1, le=1)  # depth range along each ray, relative to the camera's distance to the head centre
+    far: float = num(ge=-1, le=1)
+    max_offset: float = num(ge=0, le=0.2)
+    arch: Literal["splatter_image"] = "splatter_image"
+
+    def __post_init__(self) -> None:
+        if self.near >= self.far:
+            raise ConfigError("far", f"{self.far} must be greater than near {self.near}")
+        if self.image_size % (2 ** (self.levels - 1) * self.out_stride):
+            raise ConfigError("image_size", f"{self.image_size} is not divisible by 2^(levels-1) * out_stride")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SplatterConfig":
+        return parse(cls, d, "model")
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+ArchConfig = ModelConfig | SplatterConfig
+ARCHS: dict[str, type] = {"any3davatar": ModelConfig, "splatter_image": SplatterConfig}
+
+
+def model_config_from_dict(d: dict[str, Any], path: str = "model") -> ArchConfig:
+    """A model config from a stored dict (checkpoint metadata), by its ``arch``."""
+    arch = d.get("arch", "any3davatar")
+    if arch not in ARCHS:
+        raise ConfigError(f"{path}.arch", f"{arch!r} is not one of {', '.join(ARCHS)}")
+    return parse(ARCHS[arch], d, path)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the training loss terms (0 switches a term off)."""
+
+    l1: float = num(ge=0)
+    ssim: float = num(ge=0)
+    lpips: float = num(ge=0)
+    mask: float = num(ge=0)
+    aux: float = num(ge=0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The trainer: budget, optimisation and logging, shared by every learned method."""
+
+    batch_size: int = num(ge=1)
+    n_targets: int = num(ge=1)  # target views rendered per sample and step
+    target_size: int = num(ge=8, le=4096)  # loss resolution
+    steps: int = num(ge=1)
+    time_budget_min: float | None = num(gt=0)  # stop early, checkpointed, when spent (null: no limit)
+    lr: float = num(gt=0, le=1)
+    weight_decay: float = num(ge=0, le=1)
+    warmup: int = num(ge=0)
+    loss: LossConfig
+    seed: int = num(ge=0)
+    log_every: int = num(ge=1)
+    ckpt_every: int = num(ge=1)
+    bf16: bool  # autocast on CUDA
+
+    def __post_init__(self) -> None:
+        if self.warmup > self.steps:
+            raise ConfigError("warmup", f"{self.warmup} is more than steps {self.steps}")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """``benchmarks.run`` settings."""
+
+    lpips: bool  # compute LPIPS (needs the converted AlexNet weights)
+    optimize_iters: int = num(ge=1)  # iterations of the per-subject optimisation baseline
+    optimize_lr: float = num(gt=0, le=1)
+
+
+SECTIONS: dict[str, type] = {
+    "assets": AssetsConfig, "render": RenderConfig, "shards": ShardsConfig, "photos": PhotosConfig,
+    "train": TrainConfig, "any3davatar": ModelConfig, "splatter_image": SplatterConfig, "benchmark": BenchmarkConfig,
+    "card": CardConfig,
+}
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """One profile, every section parsed and validated."""
+
+    name: str
+    paths: Paths
+    ict: IctConfig
+    assets: AssetsConfig
+    render: RenderConfig
+    shards: ShardsConfig
+    photos: PhotosConfig
+    train: TrainConfig
+    any3davatar: ModelConfig
+    splatter_image: SplatterConfig
+    benchmark: BenchmarkConfig
+    card: CardConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: to_dict(getattr(self, k)) for k in ("ict", *SECTIONS)} | {"profile": self.name}
+
+
+def load_config(params: str | os.PathLike[str] = "params.yaml", profile: str | None = None,
+                root: str | os.PathLike[str] | None = None) -> ProfileConfig:
+    """Parse and validate the whole active profile of ``params`` (see :mod:`anyhead.config`).
+
+    ``root`` (default: the params file's folder) anchors :class:`anyhead.paths.Paths`."""
+    raw: RawParams = read_params(params, profile)
+    missing = sorted(set(SECTIONS) - set(raw.base))
+    if missing:
+        raise ConfigError(f"base.{missing[0]}", f"missing section in {raw.path}")
+    extra = sorted(set(raw.base) - set(SECTIONS))
+    if extra:
+        raise ConfigError(f"base.{extra[0]}", f"unknown section; sections: {', '.join(SECTIONS)}")
+    sections = {name: raw.section(cls, name) for name, cls in SECTIONS.items()}
+    if sections["splatter_image"].image_size != sections["any3davatar"].image_size:
+        raise ConfigError(f"profiles.{raw.profile}.splatter_image.image_size",
+                          "must equal any3davatar.image_size: the methods are compared on the same inputs")
+    if sections["train"].n_targets > sections["render"].n_targets:
+        raise ConfigError(f"profiles.{raw.profile}.train.n_targets",
+                          f"{sections['train'].n_targets} is more than the {sections['render'].n_targets} rendered targets")
+    root = Path(root) if root is not None else Path(params).parent  # relative stays relative: records stay portable
+    return ProfileConfig(raw.profile, Paths(root, raw.profile), parse(IctConfig, raw.ict, "ict"), **sections)
