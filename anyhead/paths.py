@@ -62,6 +62,10 @@ class Paths:
     def split(self, name: str) -> Path:
         return self.shards / name
 
+    def cache(self, split: str) -> Path:
+        """The decoded training cache of a split (recon.cache; rebuilt when the shards change)."""
+        return self.data / "cache" / split
+
     @property
     def card(self) -> Path:
         return self.data / "card"
@@ -83,8 +87,3 @@ class Paths:
     @property
     def leaderboard(self) -> Path:
         return self.data / "leaderboard"
-
-    @property
-    def resolved_config(self) -> Path:
-        """The parsed profile, written by every stage for the record."""
-        return self.data / "config.json"

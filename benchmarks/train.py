@@ -1,7 +1,8 @@
 """Train one learned method of the registry on the profile's training split with the shared budget.
 
     python -m benchmarks.train --method splatter-image [--profile tiny]
-writes data/<profile>/train/<method>/{model.safetensors, optimizer.safetensors, train_log.csv, metrics.json}.
+writes data/<profile>/train/<method>/{model.safetensors (EMA weights), train_state.safetensors (raw weights and
+optimizer, for resuming), train_log.csv, metrics.json}.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def main() -> None:
     ap.add_argument("--profile", default=None)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--init-from", default=None, help="warm-start from released weights of the same config")
     ap.add_argument("--max-steps", type=int, default=None,
                     help="stop after this many steps (the LR schedule still spans train.steps): to match another run's budget")
     args = ap.parse_args()
@@ -38,7 +40,8 @@ def main() -> None:
         raise SystemExit(f"{args.params}: {e}") from None
     tcfg = dataclasses.replace(cfg.train, time_budget_min=None) if args.max_steps else cfg.train
     train(tcfg, model_cfg, cfg.paths.split("train"), cfg.paths.train_dir(args.method), not args.no_resume,
-          stop_after=args.max_steps, ict_model=cfg.paths.ict_model, method=args.method)
+          stop_after=args.max_steps, ict_model=cfg.paths.ict_model, method=args.method, cache_dir=cfg.paths.cache("train"),
+          init_from=args.init_from)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 
 A trained model is two files in its run folder:
 
-* ``model.safetensors``: the weights (scaffold buffers included, so no dataset or ICT file is
-  needed to rebuild it) and, in the safetensors header, a JSON record: format, architecture, model
-  config, training config, step;
-* ``optimizer.safetensors``: the optimizer state, tensors flattened, structure in the header (only
-  for resuming).
+* ``model.safetensors``: the weights to use (the EMA when training keeps one; scaffold buffers
+  included, so no dataset or ICT file is needed to rebuild it) and, in the safetensors header, a
+  JSON record: format, architecture, model config, training config, step, method;
+* ``train_state.safetensors``: the raw training weights and the optimizer state (tensors
+  flattened, structure in the header), only for resuming.
 
 Both are safetensors: reading a checkpoint, even one a stranger sent, never unpickles or executes
 anything. A file that is not such a checkpoint, or whose architecture or config differs from what
@@ -30,7 +30,7 @@ from .config import ArchConfig, ModelConfig, SplatterConfig, TrainConfig, model_
 
 FORMAT = "anyhead-checkpoint/1"
 MODEL_FILE = "model.safetensors"
-OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_FILE = "train_state.safetensors"
 
 
 class CheckpointError(ValueError):
@@ -80,18 +80,21 @@ def _from_state(model_cfg: ArchConfig, sd: dict[str, torch.Tensor]) -> torch.nn.
 
 def save_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module, step: int,
                     train_cfg: TrainConfig | None = None, optimizer: torch.optim.Optimizer | None = None,
-                    extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
-    """Write ``model.safetensors`` (and ``optimizer.safetensors`` when given) into ``folder``,
-    each atomically; the optimizer first, so a model file never points at a missing optimizer
-    state. ``dtype`` (e.g. bf16 for a release) casts floating-point weights. Returns the model path."""
+                    extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None,
+                    weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``model.safetensors`` (``weights``, default the model's own state) and, with an
+    optimizer, ``train_state.safetensors`` (the model's raw state + optimizer) into ``folder``, each
+    atomically; the training state first, so a model file never refers to a missing state.
+    ``dtype`` (e.g. bf16 for a release) casts floating-point weights. Returns the model path."""
     folder = Path(folder)
     record = {"format": FORMAT, "arch": model.cfg.arch, "model_cfg": to_dict(model.cfg), "step": int(step),
               "train_cfg": to_dict(train_cfg) if train_cfg is not None else None, **(extra or {})}
     if optimizer is not None:
         tensors, structure = _flatten_optimizer(optimizer.state_dict())
-        _write(folder / OPTIMIZER_FILE, tensors, {"format": FORMAT, "optimizer": structure, "step": int(step)})
+        tensors |= {f"weights.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        _write(folder / STATE_FILE, tensors, {"format": FORMAT, "optimizer": structure, "step": int(step)})
     sd = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-          for k, v in model.state_dict().items()}
+          for k, v in (weights if weights is not None else model.state_dict()).items()}
     _write(folder / MODEL_FILE, sd, record)
     return folder / MODEL_FILE
 
@@ -108,8 +111,8 @@ def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], 
         rec = {}
         for k, v in st.items():
             if torch.is_tensor(v):
-                tensors[f"state.{idx}.{k}"] = v.detach().cpu().contiguous()
-                rec[k] = {"tensor": f"state.{idx}.{k}"}
+                tensors[f"optim.{idx}.{k}"] = v.detach().cpu().contiguous()
+                rec[k] = {"tensor": f"optim.{idx}.{k}"}
             else:
                 rec[k] = {"value": v}
         per_param[str(idx)] = rec
@@ -170,18 +173,21 @@ def check_config(path: str | os.PathLike[str], stored: ArchConfig, expected: Arc
         raise CheckpointError(f"{path}: the checkpoint's model config differs from the configured one: " + "; ".join(diff))
 
 
-def load_optimizer_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """The optimizer state dict saved beside a model (for ``Optimizer.load_state_dict``)."""
-    path = Path(folder) / OPTIMIZER_FILE
+def load_train_state(folder: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The raw model weights and the optimizer state dict saved for resuming a run."""
+    path = Path(folder) / STATE_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no optimizer state to resume from")
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get("anyhead", "{}"))
+        raise FileNotFoundError(f"{path}: no training state to resume from")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("anyhead", "{}"))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a safetensors training state ({e})") from None
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an AnyHead optimizer state ({FORMAT})")
+        raise CheckpointError(f"{path}: not an AnyHead training state ({FORMAT})")
     tensors = load_file(str(path), device="cpu")
     structure = meta["optimizer"]
-    state = {}
-    for idx, rec in structure["state"].items():
-        state[int(idx)] = {k: tensors[v["tensor"]] if "tensor" in v else v["value"] for k, v in rec.items()}
-    return {"state": state, "param_groups": structure["param_groups"]}
+    state = {int(idx): {k: tensors[v["tensor"]] if "tensor" in v else v["value"] for k, v in rec.items()}
+             for idx, rec in structure["state"].items()}
+    weights = {k[len("weights."):]: v for k, v in tensors.items() if k.startswith("weights.")}
+    return weights, {"state": state, "param_groups": structure["param_groups"]}

@@ -134,6 +134,10 @@ class TrainConfig:
     log_every: int = num(ge=1)
     ckpt_every: int = num(ge=1)
     bf16: bool  # autocast on CUDA
+    ema_decay: float = num(ge=0, lt=1)  # EMA of the weights (what is evaluated and exported); 0 = off
+    data_path: Literal["auto", "device", "stream", "decode"]  # see recon.cache; auto picks device or stream by size
+    loader_workers: int = num(ge=0)  # DataLoader workers of the stream path
+    compile: bool  # torch.compile the model's forward (CUDA)
 
     def __post_init__(self) -> None:
         if self.warmup > self.steps:

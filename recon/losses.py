@@ -53,13 +53,14 @@ class ReconLoss(torch.nn.Module):
             self.lpips = LPIPS()
 
     def forward(self, rgb: torch.Tensor, alpha: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor,
-                aux_rgb: torch.Tensor | None = None, aux_gt: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                aux_rgb: torch.Tensor | None = None, aux_gt: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """rgb, gt (N, 3, H, W); alpha, mask (N, 1, H, W); aux (N', 3, r, r)."""
         parts = {"l1": (rgb - gt).abs().mean(), "ssim": 1 - ssim(rgb, gt, crop=False).mean(),
                  "mask": (alpha - mask).abs().mean()}
         if self.lpips is not None:
             parts["lpips"] = self.lpips(rgb.float(), gt.float(), normalize=True).mean()
-        if aux_rgb is not None and aux_gt is not None and self.w.aux > 0:
+        if aux_rgb is not None and aux_gt is not None:  # also at weight 0: DDP needs every parameter in the graph
             parts["aux"] = (aux_rgb - aux_gt).abs().mean()
         total = sum(getattr(self.w, k) * v for k, v in parts.items())
-        return total, {k: float(v.detach()) for k, v in parts.items()}
+        return total, {k: v.detach() for k, v in parts.items()}  # tensors: reading them on the host waits for the GPU

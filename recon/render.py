@@ -84,18 +84,18 @@ def _render_torch(g: Gaussians, w2c: torch.Tensor, K: torch.Tensor, width: int, 
 
 
 def _render_gsplat(g: Gaussians, w2c: torch.Tensor, K: torch.Tensor, width: int, height: int,
-                   background: torch.Tensor) -> dict[str, torch.Tensor]:
+                   background: torch.Tensor, per_scene: bool = False) -> dict[str, torch.Tensor]:
+    """All B scenes x V cameras in one gsplat call (its leading batch dimension); ``per_scene`` loops
+    over scenes instead (the earlier implementation, kept for the comparison in the device tests)."""
     from gsplat import rasterization
 
-    rgbs, alphas, depths = [], [], []
-    V = w2c.shape[1]
-    for b in range(g.means.shape[0]):  # gsplat batches cameras per scene
-        colors = g.colors[b]
-        out, alpha, _ = rasterization(
-            g.means[b], g.unit_quats[b], g.scales[b], g.opacities[b], colors.float(), w2c[b].float(), K[b].float(),
-            width, height, sh_degree=g.sh_degree, backgrounds=background.float().expand(V, 3),
-            render_mode="RGB+ED", rasterize_mode="classic", packed=False)
-        rgbs.append(out[..., :3].permute(0, 3, 1, 2))
-        depths.append(out[..., 3:4].permute(0, 3, 1, 2))
-        alphas.append(alpha.permute(0, 3, 1, 2))
-    return {"rgb": torch.stack(rgbs), "alpha": torch.stack(alphas), "depth": torch.stack(depths)}
+    B, V = w2c.shape[:2]
+    if per_scene:
+        outs = [_render_gsplat(g[b:b + 1], w2c[b:b + 1], K[b:b + 1], width, height, background) for b in range(B)]
+        return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+    out, alpha, _ = rasterization(
+        g.means, g.unit_quats, g.scales, g.opacities, g.colors.float(), w2c.float(), K.float(), width, height,
+        sh_degree=g.sh_degree, backgrounds=background.float().expand(B, V, 3), render_mode="RGB+ED",
+        rasterize_mode="classic", packed=False)  # out (B, V, H, W, 4), alpha (B, V, H, W, 1)
+    return {"rgb": out[..., :3].permute(0, 1, 4, 2, 3), "alpha": alpha.permute(0, 1, 4, 2, 3),
+            "depth": out[..., 3:4].permute(0, 1, 4, 2, 3)}

@@ -31,9 +31,9 @@ from tqdm import tqdm
 from anyhead.config import ConfigError
 from anyhead.io import write_json
 
-from .checkpoints import MODEL_FILE, build_model, check_config, load_model, load_optimizer_state, save_checkpoint
+from .cache import batch_source
+from .checkpoints import MODEL_FILE, build_model, load_model, load_train_state, read_record, save_checkpoint
 from .config import ArchConfig, TrainConfig, load_config
-from .data import RawSamples, make_batch
 from .losses import ReconLoss
 from .render import render
 
@@ -54,100 +54,233 @@ def _dist() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def _lr(step: int, cfg: TrainConfig) -> float:
-    warm, total = cfg.warmup, cfg.steps
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    p = (step - warm) / max(1, total - warm)
+def lr_at(step: int, cfg: TrainConfig, total: int) -> float:
+    """Linear warm-up, then cosine from ``cfg.lr`` down to a floor of 10%, reached at the last step ``total - 1``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = (step - cfg.warmup) / max(1, total - 1 - cfg.warmup)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on weight matrices and kernels only; none on norms, biases and
+    embeddings (1-D parameters and the learned positional tables)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or name.split(".")[-1] == "pos" else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class EMA:
+    """Exponential moving average of the parameters (fp32), with the usual early-step warm-up of the
+    decay, ``min(decay, (1 + n) / (10 + n))``; what gets evaluated and exported."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, state: dict[str, torch.Tensor] | None = None) -> None:
+        self.decay = decay
+        self.names = [n for n, _ in model.named_parameters()]
+        src = dict(model.named_parameters())
+        self.shadow = [(state[n] if state is not None else src[n]).detach().float().clone().to(src[n].device)
+                       for n in self.names]
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        params = [p.detach().float() for p in model.parameters()]
+        torch._foreach_lerp_(self.shadow, params, 1.0 - d)
+
+    def state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The model's state dict with the averaged parameters (buffers as they are)."""
+        sd = model.state_dict()
+        for n, t in zip(self.names, self.shadow):
+            sd[n] = t.to(sd[n].dtype)
+        return sd
 
 
 @dataclass
 class TrainResult:
-    metrics: dict[str, Any]  # the last step's losses
-    model: torch.nn.Module  # this process's model (DDP keeps every rank's copy identical)
+    metrics: dict[str, Any]  # the last logged step's losses, averaged over ranks
+    model: torch.nn.Module  # this process's model (raw weights; DDP keeps every rank's copy identical)
+    ema: EMA | None = None
+    planned_steps: int = 0
+
+
+class StepRunner:
+    """One optimisation step of any learned method: forward (bf16 autocast on CUDA), one batched
+    render of all B x V target views, the loss over the whole batch, backward, clipping, AdamW and
+    the EMA. Shared by :func:`train` and ``benchmarks/bench_train.py``; with ``timer`` it records
+    each phase's time (which costs a synchronisation per phase)."""
+
+    def __init__(self, cfg: TrainConfig, model: torch.nn.Module, net: torch.nn.Module, opt: torch.optim.Optimizer,
+                 loss_fn: ReconLoss, device: torch.device, ema: EMA | None = None) -> None:
+        self.cfg, self.model, self.net, self.opt, self.loss_fn, self.device, self.ema = cfg, model, net, opt, loss_fn, device, ema
+        self.bf16 = device.type == "cuda" and cfg.bf16
+        self.T = cfg.target_size
+
+    def noise(self, B: int, seed: int, step: int, rank: int) -> torch.Tensor | None:
+        """The step's denoising noise, drawn on the device from (seed, step, rank)."""
+        if self.model.noise_shape is None:
+            return None
+        gen = torch.Generator(device=self.device).manual_seed(hash((seed, step, rank)) % (2**63))
+        return torch.randn((B, *self.model.noise_shape), generator=gen, device=self.device)
+
+    def __call__(self, batch: dict[str, torch.Tensor], noise: torch.Tensor | None, lr: float, step: int,
+                 timer: Any = None) -> dict[str, torch.Tensor]:
+        mark = timer or (lambda name: None)
+        T = self.T
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            o = self.net(batch["image"], batch["w2c"], batch["K"], batch["t_w2c"], batch["t_K"], (T, T), noise)
+        mark("forward")
+        r = render(o["gaussians"], batch["t_w2c"], batch["t_K"], T, T)
+        mark("render")
+        aux_gt = None
+        if "aux_rgb" in o:
+            aux_gt = F.interpolate(batch["t_rgb"].flatten(0, 1), size=o["aux_rgb"].shape[-2:], mode="area")
+        loss, parts = self.loss_fn(r["rgb"].flatten(0, 1), r["alpha"].flatten(0, 1), batch["t_rgb"].flatten(0, 1),
+                                   batch["t_mask"].flatten(0, 1),
+                                   o["aux_rgb"].flatten(0, 1).float() if "aux_rgb" in o else None, aux_gt)
+        mark("loss")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        mark("backward")
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        if self.ema is not None:
+            self.ema.update(self.model, step)
+        mark("optimizer")
+        return {"loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW, fused on CUDA (one kernel for all parameters instead of several per tensor)."""
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=device.type == "cuda")
 
 
 def train(cfg: TrainConfig, model_cfg: ArchConfig, shards: str | os.PathLike[str] | list[str],
           out: str | os.PathLike[str], resume: bool = True, anchors: tuple[np.ndarray, np.ndarray] | None = None,
           stop_after: int | None = None, ict_model: str | os.PathLike[str] | None = None,
-          method: str | None = None) -> TrainResult:
+          method: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+          init_from: str | os.PathLike[str] | None = None) -> TrainResult:
     """Train ``model_cfg`` to ``cfg.steps`` (or stop early after ``stop_after`` steps: tests use it to
-    simulate an interruption). Resuming from a checkpoint of another model config is an error.
-    ``method`` (a registry name) is recorded in the checkpoint."""
+    simulate an interruption).
+
+    Resuming from a checkpoint of another model config is an error. ``init_from`` warm-starts from
+    released weights (same config) with a fresh optimizer. ``cache_dir`` keeps the decoded split
+    between runs (:mod:`recon.cache`). With ``time_budget_min`` the step count is planned from the
+    measured step time after a few steps, so the LR schedule reaches its floor within the budget;
+    every rank gets the same plan. ``method`` (a registry name) is recorded in the checkpoint."""
     out = Path(out)
     rank, world, device = _dist()
     seed = cfg.seed
     torch.manual_seed(seed)
     ck_path = out / MODEL_FILE
-    start = 0
+    start, planned, record = 0, None, None
     if resume and ck_path.exists():
-        model, ck = load_model(ck_path)
-        check_config(ck_path, model.cfg, model_cfg)
-        start = int(ck["step"])
+        record = read_record(ck_path)
+        model, _ = load_model(ck_path, expect=model_cfg)
+        weights, opt_state = load_train_state(out)
+        # model.safetensors holds the EMA (copied: loading the raw weights below writes into the same tensors)
+        ema_state = {k: v.clone() for k, v in model.state_dict().items()} if cfg.ema_decay > 0 else None
+        model.load_state_dict(weights)
+        start, planned = int(record["step"]), record.get("planned_steps")
         log.info("resuming from %s at step %d", ck_path, start)
     else:
-        model, ck = build_model(model_cfg, ict_model, anchors, seed), None
+        model, opt_state, ema_state = build_model(model_cfg, ict_model, anchors, seed), None, None
+        if init_from is not None:
+            init, rec = load_model(init_from, expect=model_cfg)
+            model.load_state_dict(init.state_dict())
+            log.info("initialised from %s (step %s of its run); fresh optimizer", init_from, rec["step"])
     model.to(device)
     loss_fn = ReconLoss(cfg.loss).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if ck is not None:
-        opt.load_state_dict(load_optimizer_state(out))
+    opt = make_optimizer(model, cfg, device)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    ema = EMA(model, cfg.ema_decay, ema_state) if cfg.ema_decay > 0 else None
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if world > 1 else model
-    data = RawSamples(shards)
+    if cfg.compile and device.type == "cuda":
+        net = torch.compile(net)
     B, V = cfg.batch_size, cfg.n_targets
     S, T = model.cfg.image_size, cfg.target_size  # every architecture's config has image_size
-    use_bf16 = device.type == "cuda" and cfg.bf16
-    steps = cfg.steps
-    end = steps if stop_after is None else min(steps, start + stop_after)
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    batches = batch_source(cfg.data_path, shards, cache_dir, device, seed, rank, world, B, V, S, T, start, cfg.steps,
+                           cfg.loader_workers)
+    runner = StepRunner(cfg, model, net, opt, loss_fn, device, ema)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         _trim_log(out / "train_log.csv", start)
+    budget_s = 60.0 * cfg.time_budget_min if cfg.time_budget_min else None
+    if planned is None and budget_s is None:
+        planned = cfg.steps
+    window = (start + 3, start + 13)  # steps timed to plan a time budget (after kernel warm-up)
     last: dict[str, Any] = {}
     t0 = time.perf_counter()
-    bar = tqdm(range(start, end), desc="train", disable=rank != 0, initial=start, total=steps)
-    budget_s = 60.0 * cfg.time_budget_min if cfg.time_budget_min else None
-    for step in bar:
-        if budget_s is not None and time.perf_counter() - t0 > budget_s:
-            log.warning("stopping at step %d of %d: time budget of %s min spent", step, steps, cfg.time_budget_min)
-            if rank == 0 and step > start:
-                save_checkpoint(out, model, step, cfg, opt, extra={"method": method or model.cfg.arch})
-                _append_log(out / "train_log.csv", last)
-            break
-        rng = np.random.default_rng([seed, step])
-        idx = rng.choice(len(data), size=B * world, replace=len(data) < B * world)[rank::world].tolist()
-        batch = {k: v.to(device) for k, v in make_batch(data, idx, np.random.default_rng([seed, step, rank, 1]), S, T, V).items()}
-        noise = None
-        if model.noise_shape is not None:
-            gen = torch.Generator().manual_seed(hash((seed, step, rank)) % (2**63))
-            noise = torch.randn((len(idx), *model.noise_shape), generator=gen).to(device)
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, cfg)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            o = net(batch["image"], batch["w2c"], batch["K"], batch["t_w2c"], batch["t_K"], (T, T), noise)
-        r = render(o["gaussians"], batch["t_w2c"], batch["t_K"], T, T)
-        aux_gt = None
-        if "aux_rgb" in o:
-            aux_gt = F.interpolate(batch["t_rgb"].flatten(0, 1), size=o["aux_rgb"].shape[-2:], mode="area")
-        loss, parts = loss_fn(r["rgb"].flatten(0, 1), r["alpha"].flatten(0, 1), batch["t_rgb"].flatten(0, 1),
-                              batch["t_mask"].flatten(0, 1), o["aux_rgb"].flatten(0, 1).float() if "aux_rgb" in o else None,
-                              aux_gt)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        last = {"step": step + 1, "loss": float(loss.detach()), **parts, "lr": opt.param_groups[0]["lr"],
-                "seconds": time.perf_counter() - t0}
+    t_window = t0
+    bar = tqdm(range(start, end), desc="train", disable=rank != 0, initial=start, total=planned or cfg.steps)
+    extra = {"method": method or model.cfg.arch, "ema_decay": cfg.ema_decay,
+             "weights": "ema" if ema is not None else "raw"}
+
+    def checkpoint(step: int) -> None:
         if rank == 0:
-            bar.set_postfix(loss=f"{last['loss']:.4f}")
-            if (step + 1) % cfg.log_every == 0 or step + 1 == end:
+            save_checkpoint(out, model, step, cfg, opt, extra={**extra, "planned_steps": planned},
+                            weights=ema.state_dict(model) if ema is not None else None)
+
+    step = start
+    for step in bar:
+        if planned is not None and step >= planned:
+            log.warning("stopping at step %d of %d: the time budget of %s min was planned to end here", step, cfg.steps,
+                        cfg.time_budget_min)
+            break
+        if planned is None and step in window:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if step == window[0]:
+                t_window = time.perf_counter()
+            else:
+                per_step = (time.perf_counter() - t_window) / (window[1] - window[0])
+                left = budget_s - (time.perf_counter() - t0)
+                planned = _agree(min(cfg.steps, step + max(0, int(left / per_step))), device, world)
+                bar.total = planned
+                log.info("time budget: %.3f s/step measured, %d steps planned (of %d)", per_step, planned, cfg.steps)
+        lr = lr_at(step, cfg, planned or cfg.steps)
+        batch = batches(step)
+        parts = runner(batch, runner.noise(B, seed, step, rank), lr, step)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == end:
+            last = {"step": step + 1, **_mean_over_ranks(parts, world), "lr": lr, "seconds": time.perf_counter() - t0}
+            if rank == 0:
+                bar.set_postfix(loss=f"{last['loss']:.4f}")
                 _append_log(out / "train_log.csv", last)
-            if (step + 1) % cfg.ckpt_every == 0 or step + 1 == end:
-                save_checkpoint(out, model, step + 1, cfg, opt, extra={"method": method or model.cfg.arch})
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == end:
+            checkpoint(step + 1)
+    else:
+        step = end
+    if step < end and step > start:  # stopped by the budget: keep what was reached
+        checkpoint(step)
     if rank == 0 and last:
-        write_json(out / "metrics.json", {k: v for k, v in last.items() if k != "seconds"})
-    return TrainResult(last, model)
+        write_json(out / "metrics.json", {k: v for k, v in last.items() if k != "seconds"} | {"planned_steps": planned})
+    return TrainResult(last, model, ema, planned or cfg.steps)
+
+
+def _agree(value: int, device: torch.device, world: int) -> int:
+    """Rank 0's value on every rank (the planned step count must be the same everywhere)."""
+    if world == 1:
+        return value
+    t = torch.tensor([value], device=device)
+    torch.distributed.broadcast(t, 0)
+    return int(t.item())
+
+
+def _mean_over_ranks(parts: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """Loss parts averaged over ranks (one all-reduce, one host sync, only on logging steps)."""
+    names = sorted(parts)
+    v = torch.stack([parts[k].float() for k in names])
+    if world > 1:
+        torch.distributed.all_reduce(v)
+        v /= world
+    return dict(zip(names, v.tolist()))
 
 
 def _append_log(path: Path, row: dict[str, Any]) -> None:
@@ -182,6 +315,7 @@ def main() -> None:
     ap.add_argument("--shards", default=None, help="training shards (default: the profile's train split)")
     ap.add_argument("--out", default=None, help="run folder (default data/<profile>/train/<arch>)")
     ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--init-from", default=None, help="warm-start from these weights (a model.safetensors of the same config)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
     try:
@@ -190,7 +324,8 @@ def main() -> None:
         raise SystemExit(f"{args.params}: {e}") from None
     method = args.arch.replace("_", "-")
     train(cfg.train, getattr(cfg, args.arch), args.shards or cfg.paths.split("train"),
-          args.out or cfg.paths.train_dir(method), not args.no_resume, ict_model=cfg.paths.ict_model, method=method)
+          args.out or cfg.paths.train_dir(method), not args.no_resume, ict_model=cfg.paths.ict_model, method=method,
+          cache_dir=None if args.shards else cfg.paths.cache("train"), init_from=args.init_from)
 
 
 if __name__ == "__main__":

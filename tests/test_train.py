@@ -10,7 +10,7 @@ from anyhead.config import replace
 from recon.any3davatar.scaffold import sphere_scaffold
 from recon.checkpoints import CheckpointError, load_model
 from recon.train import train
-from tests.conftest import profile_config
+from tests.conftest import ROOT, profile_config
 
 TINY = profile_config("tiny")
 MODEL = replace(TINY.any3davatar, {"image_size": 32, "patch": 8, "dim": 48, "heads": 4, "enc_depth": 1, "den_depth": 2,
@@ -60,32 +60,60 @@ def test_resume_equals_uninterrupted(tiny_shards, tmp_path):
     assert [r["loss"] for r in la] == [r["loss"] for r in lb]
 
 
-def _ddp_worker(rank, world, shards, out, port, anchors_):
+def _ddp_worker(rank, world, shards, out, port, methods):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    from benchmarks.methods import get_spec
     from recon import train as T
 
-    c = cfg(steps=3, ckpt_every=1)
-    result = T.train(c, MODEL, shards, out, resume=False, anchors=anchors_)
-    # every rank's parameters must equal rank 0's after DDP's all-reduced steps
-    flat = torch.cat([p.detach().flatten() for p in result.model.parameters()])
-    torch.save(flat, os.path.join(out, f"params_rank{rank}.pt"))
+    c = cfg(steps=2, ckpt_every=1, log_every=1)
+    for name in methods:
+        spec = get_spec(name)
+        over = {"image_size": 32, "patch": 8, "dim": 32, "heads": 2, "enc_depth": 1, "den_depth": 1, "n_anchors": 64,
+                "aux_res": 16, "aux_patch": 8} if spec.arch == "any3davatar" else {"image_size": 32, "base": 8, "levels": 2}
+        mcfg = replace(spec.model_config(TINY), over)
+        result = T.train(c, mcfg, shards, os.path.join(out, name), resume=False, anchors=sphere_scaffold(64), method=name)
+        # every rank's parameters must equal rank 0's after DDP's all-reduced steps
+        flat = torch.cat([p.detach().flatten() for p in result.model.parameters()])
+        torch.save(flat, os.path.join(out, name, f"params_rank{rank}.pt"))
+        torch.save(torch.tensor(result.metrics["loss"]), os.path.join(out, name, f"loss_rank{rank}.pt"))
     torch.distributed.destroy_process_group()
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_gloo(tiny_shards, tmp_path):
+def test_ddp_two_processes_gloo_every_learned_method(tiny_shards, tmp_path):
+    """Two gloo processes train each registered learned method (ablations build only the parameters
+    they use, so none trips DDP's unused-parameter check); ranks end identical and log the same
+    rank-averaged loss; each checkpoint records its method."""
     import socket
+
+    from benchmarks.methods import learned_methods
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    mp.spawn(_ddp_worker, args=(2, str(tiny_shards), str(tmp_path), port, anchors()), nprocs=2, join=True)
-    p0, p1 = torch.load(tmp_path / "params_rank0.pt"), torch.load(tmp_path / "params_rank1.pt")
-    assert p0 is not None and torch.equal(p0, p1)
-    assert load_model(tmp_path)[1]["step"] == 3
+    methods = learned_methods()
+    mp.spawn(_ddp_worker, args=(2, str(tiny_shards), str(tmp_path), port, methods), nprocs=2, join=True)
+    for name in methods:
+        d = tmp_path / name
+        p0, p1 = torch.load(d / "params_rank0.pt"), torch.load(d / "params_rank1.pt")
+        assert torch.equal(p0, p1), name
+        assert torch.equal(torch.load(d / "loss_rank0.pt"), torch.load(d / "loss_rank1.pt")), name
+        rec = load_model(d)[1]
+        assert rec["step"] == 2 and rec["method"] == name
+
+
+def test_rank_batches_partition_the_global_batch():
+    """With W ranks each takes every W-th draw of the one global batch: together they are exactly it."""
+    from recon.cache import pick
+
+    for world in (1, 2, 4):
+        glob = pick(50, 24, seed=3, step=7, rank=0, world=1, batch=8 * world, n_targets=4)[0]
+        parts = [pick(50, 24, seed=3, step=7, rank=r, world=world, batch=8, n_targets=4)[0] for r in range(world)]
+        assert all(len(p) == 8 for p in parts)
+        assert sorted(np.concatenate(parts).tolist()) == sorted(glob.tolist())
 
 
 def test_resume_refuses_a_changed_model_config(tiny_shards, tmp_path):
@@ -126,3 +154,123 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
     assert record["arch"] == "splatter_image" and record["step"] == 3
     with pytest.raises(CheckpointError, match="arch: checkpoint 'splatter_image' vs configured 'any3davatar'"):
         load_model(tmp_path, expect=MODEL)
+
+
+# -- the fast data path, EMA, budgets (issue 10) -------------------------------------------------
+
+@pytest.mark.parametrize("source", ["device", "stream0", "stream2"])
+def test_cached_batches_equal_the_decode_path(tiny_shards, tmp_path, source):
+    """Every cached source yields exactly the per-step PNG path's batch for the same seed and step."""
+    from recon.cache import DecodeBatches, DeviceBatches, StreamBatches, load_or_build
+
+    cpu = torch.device("cpu")
+    common = dict(seed=5, rank=0, world=1, batch=3, n_targets=4, input_size=24, target_size=16)
+    ref = DecodeBatches(tiny_shards, cpu, **common)
+    cache = load_or_build(tiny_shards, tmp_path / "cache")
+    assert (tmp_path / "cache" / "cache.json").exists()
+    if source == "device":
+        new = DeviceBatches(cache, cpu, **common)
+    else:
+        new = StreamBatches(cache, cpu, **common, start=10, end=14, workers=int(source[-1]))
+    for step in range(10, 14):
+        a, b = ref(step), new(step)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), (step, k)
+    # a second run memory-maps the same cache instead of decoding again
+    again = load_or_build(tiny_shards, tmp_path / "cache")
+    assert isinstance(again.targets, np.memmap) and np.array_equal(np.asarray(again.targets), np.asarray(cache.targets))
+
+
+def test_killed_run_resumes_bit_exact(tiny_shards, tmp_path):
+    """A training process killed with SIGKILL mid-run, then resumed, ends with exactly the weights,
+    EMA and log of an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from recon.checkpoints import load_train_state
+
+    c = cfg(steps=30, ckpt_every=5, log_every=5)
+    ref = train(c, MODEL, tiny_shards, tmp_path / "ref", resume=False, anchors=anchors())
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import torch; torch.set_num_threads(1)\n"
+            "from tests.test_train import cfg, MODEL, anchors; from recon.train import train\n"
+            f"train(cfg(steps=30, ckpt_every=5, log_every=5), MODEL, {str(tiny_shards)!r}, {str(tmp_path / 'run')!r},"
+            " resume=True, anchors=anchors())\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (tmp_path / "run" / "model.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    killed_at = load_model(tmp_path / "run")[1]["step"]
+    assert 0 < killed_at < 30, killed_at
+    train(c, MODEL, tiny_shards, tmp_path / "run", resume=True, anchors=anchors())
+    (ma, ra), (mb, rb) = load_model(tmp_path / "ref"), load_model(tmp_path / "run")
+    assert ra["step"] == rb["step"] == 30
+    for k, v in ma.state_dict().items():  # the exported (EMA) weights
+        assert torch.equal(v, mb.state_dict()[k]), k
+    wa, wb = load_train_state(tmp_path / "ref")[0], load_train_state(tmp_path / "run")[0]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the raw weights
+    assert [r["loss"] for r in rows(tmp_path / "ref" / "train_log.csv")] == \
+        [r["loss"] for r in rows(tmp_path / "run" / "train_log.csv")]
+    assert ref.metrics["step"] == 30
+
+
+def test_ema_weights_are_what_gets_exported(tiny_shards, tmp_path):
+    from recon.checkpoints import load_train_state
+
+    result = train(cfg(steps=6, ema_decay=0.9), MODEL, tiny_shards, tmp_path, resume=False, anchors=anchors())
+    exported, rec = load_model(tmp_path)
+    raw = load_train_state(tmp_path)[0]
+    ema = result.ema.state_dict(result.model)
+    assert rec["weights"] == "ema" and rec["ema_decay"] == 0.9
+    names = [n for n, _ in result.model.named_parameters()]
+    for n in names:
+        assert torch.equal(exported.state_dict()[n], ema[n]), n
+    assert any(not torch.equal(exported.state_dict()[n], raw[n]) for n in names)  # the EMA, not the raw weights
+    # the EMA is the average it claims to be: one more update moves it (1 - d) of the way to the weights
+    from recon.train import EMA
+
+    e = EMA(result.model, 0.9, {n: torch.zeros_like(p) for n, p in result.model.named_parameters()})
+    e.update(result.model, step=1000)
+    p0 = dict(result.model.named_parameters())[names[0]]
+    assert torch.allclose(e.shadow[0], 0.1 * p0.detach())
+
+
+def test_no_weight_decay_on_norms_biases_and_embeddings():
+    from recon.checkpoints import build_model
+    from recon.train import param_groups
+
+    model = build_model(MODEL, anchors=anchors())
+    decay, no_decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    nd = {names[id(p)] for p in no_decay["params"]}
+    assert "encoder.pos" in nd and "norm.weight" in nd and "decoder.bias" in nd
+    assert all(p.ndim >= 2 for p in decay["params"]) and "decoder.weight" in {names[id(p)] for p in decay["params"]}
+
+
+def test_time_budget_plans_the_schedule_to_its_floor(tiny_shards, tmp_path):
+    from recon.train import lr_at
+
+    c = cfg(steps=100000, warmup=2, time_budget_min=0.1, log_every=1000, ckpt_every=1000)
+    r = train(c, MODEL, tiny_shards, tmp_path, resume=False, anchors=anchors())
+    assert 13 < r.planned_steps < 100000
+    rec = load_model(tmp_path)[1]
+    assert rec["step"] == r.planned_steps == rec["planned_steps"]
+    assert lr_at(r.planned_steps - 1, c, r.planned_steps) == pytest.approx(0.1 * c.lr, rel=1e-3)  # reached the floor
+
+
+@pytest.mark.parametrize("variant", ["old", "new", "ceiling"])
+def test_bench_train_runs_every_variant(tiny_shards, ict_model, tmp_path, variant):
+    """The training benchmark's three paths run (on CPU here) and report every phase."""
+    from benchmarks.bench_train import PHASES, bench
+    from tests.conftest import CACHE
+
+    mcfg = replace(TINY.any3davatar, {"image_size": 32, "n_anchors": 64, "dim": 32, "heads": 2, "aux_res": 16})
+    tcfg = replace(TINY.train, {"target_size": 16, "n_targets": 2})
+    r = bench(variant, tcfg, mcfg, str(tiny_shards), str(tmp_path / "cache"), torch.device("cpu"), 2, steps=2, warmup=1,
+              ict_model=str(CACHE / "ict_model_test.npz"))
+    assert r["samples_per_s"] > 0 and set(r["phases_ms"]) == set(PHASES)

@@ -148,7 +148,8 @@ class Any3DAvatar(nn.Module):
         self.encoder = ImageEncoder(cfg)
         pos_dim = 3 * (1 + 2 * cfg.pos_freqs)
         self.pos_embed = nn.Linear(pos_dim, cfg.dim)
-        self.plucker_embed = nn.Linear(6 * (1 + 2 * 2), cfg.dim)
+        # built only when used: DDP refuses parameters that receive no gradient (the no-Plücker ablation)
+        self.plucker_embed = nn.Linear(6 * (1 + 2 * 2), cfg.dim) if cfg.plucker else None
         self.feat_proj = nn.Linear(cfg.dim, cfg.dim)
         self.token_in = nn.Linear(k * PARAMS_PER_GAUSSIAN, cfg.dim)
         self.t_embed = nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.SiLU(), nn.Linear(cfg.dim, cfg.dim))
