@@ -24,7 +24,8 @@ import argparse
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -214,8 +215,15 @@ def main() -> None:
     rows = []
     for B in args.batches:
         for v in variants:
-            r = bench(v, cfg.train, cfg.any3davatar, shards, str(cfg.paths.cache("train")), device, B, args.steps,
-                      args.warmup, str(cfg.paths.ict_model))
+            try:
+                r = bench(v, cfg.train, cfg.any3davatar, shards, str(cfg.paths.cache("train")), device, B, args.steps,
+                          args.warmup, str(cfg.paths.ict_model))
+            except Exception as e:  # one failing variant (e.g. a compiler error) must not lose the others
+                print(f"B={B} {v}: FAILED {type(e).__name__}: {e}", flush=True)
+                continue
+            finally:
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
             rows.append(r)
             print(f"B={B} {v}: {r['samples_per_s']:.1f} samples/s, util {r['sm_util_pct']}", flush=True)
     for B in args.batches:
