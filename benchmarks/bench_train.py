@@ -162,12 +162,13 @@ def bench(variant: str, cfg: Any, mcfg: Any, shards: str, cache_dir: str | None,
         from recon.train import EMA
 
         ema = EMA(model, tcfg.ema_decay) if tcfg.ema_decay > 0 else None
-        net = torch.compile(model) if variant.endswith("compile") else model
+        net = torch.compile(model) if variant.endswith("+compile") else model
         runner = StepRunner(tcfg, model, net, opt, loss_fn, device, ema)
         source = batch_source("device" if device.type == "cuda" else tcfg.data_path, shards, cache_dir, device,
                               tcfg.seed, 0, 1, B, V, S, T, 0, total, tcfg.loader_workers)
-        fixed = source(0) if variant == "ceiling" else None
-        fixed_noise = runner.noise(B, tcfg.seed, 0, 0) if variant == "ceiling" else None
+        ceiling = variant.startswith("ceiling")
+        fixed = source(0) if ceiling else None
+        fixed_noise = runner.noise(B, tcfg.seed, 0, 0) if ceiling else None
 
         def run(i: int, mark: Callable) -> None:
             batch = fixed if fixed is not None else source(i)
@@ -211,7 +212,7 @@ def main() -> None:
     cfg = load_config(args.params, args.profile)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     shards = args.shards or str(cfg.paths.split("train"))
-    variants = args.variants + (["new+compile"] if args.compile else [])
+    variants = args.variants + (["new+compile", "ceiling+compile"] if args.compile else [])
     rows = []
     for B in args.batches:
         for v in variants:
@@ -227,10 +228,11 @@ def main() -> None:
             rows.append(r)
             print(f"B={B} {v}: {r['samples_per_s']:.1f} samples/s, util {r['sm_util_pct']}", flush=True)
     for B in args.batches:
-        ceil = next((r for r in rows if r["batch"] == B and r["variant"] == "ceiling"), None)
         old = next((r for r in rows if r["batch"] == B and r["variant"] == "old"), None)
         for r in rows:
-            if r["batch"] == B:
+            if r["batch"] == B:  # against the ceiling of the same compilation setting
+                name = "ceiling+compile" if r["variant"].endswith("+compile") else "ceiling"
+                ceil = next((c for c in rows if c["batch"] == B and c["variant"] == name), None)
                 r["of_ceiling"] = r["samples_per_s"] / ceil["samples_per_s"] if ceil else None
                 r["vs_old"] = r["samples_per_s"] / old["samples_per_s"] if old else None
     rec = device_record(str(device))
