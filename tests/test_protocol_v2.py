@@ -97,3 +97,74 @@ def test_compositing_masks_and_card():
     json.dumps(card)
     with pytest.raises(ValueError):
         EvaluationProtocol(angle_edges_deg=(0, 90, 180))
+
+
+# ---------------------------------------------------------------- statistics
+
+def test_bootstrap_ci_covers_mean_and_shrinks_with_n():
+    from benchmarks.metrics.stats import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    widths = {}
+    for n in (10, 40, 160):
+        v = rng.normal(25.0, 2.0, n)
+        ci = bootstrap_ci(v, seed=1)
+        assert ci.low < v.mean() < ci.high and ci.n == n
+        widths[n] = ci.high - ci.low
+    # width ~ 2 * 1.96 * sd / sqrt(n): halves when n quadruples
+    assert widths[10] > widths[40] > widths[160]
+    assert widths[160] == pytest.approx(2 * 1.96 * 2.0 / np.sqrt(160), rel=0.25)
+    assert bootstrap_ci(v, seed=1) == bootstrap_ci(v, seed=1)  # seeded
+    c = bootstrap_ci([3.0] * 7)
+    assert (c.mean, c.low, c.high) == (3.0, 3.0, 3.0)
+    assert np.isnan(bootstrap_ci([1.0]).low) and bootstrap_ci([np.nan, np.nan]).n == 0
+
+
+def test_bootstrap_coverage_near_nominal():
+    from benchmarks.metrics.stats import bootstrap_ci
+
+    rng = np.random.default_rng(5)
+    hits = 0
+    for i in range(200):
+        ci = bootstrap_ci(rng.normal(0.0, 1.0, 40), n_boot=500, seed=i)
+        hits += ci.low < 0.0 < ci.high
+    assert 0.88 <= hits / 200 <= 0.99  # percentile bootstrap at n = 40: slightly under 95 %
+
+
+def test_buckets_resample_heads_not_views():
+    import pandas as pd
+
+    from benchmarks.metrics.stats import bucket_intervals
+
+    # head a: 100 views of 0 in bucket "x"; head b: 1 view of 1. Heads weigh equally.
+    df = pd.DataFrame({"key": ["a"] * 100 + ["b"], "bucket": ["x"] * 101, "psnr": [0.0] * 100 + [1.0]})
+    r = bucket_intervals(df, "psnr", buckets=["x", "y"])
+    assert r["x"].mean == 0.5 and r["x"].n == 2 and r["x"].low == 0.0 and r["x"].high == 1.0
+    assert r["y"].n == 0 and np.isnan(r["y"].mean)
+    assert r["overall"].mean == 0.5
+
+
+def test_paired_differences():
+    import pandas as pd
+
+    from benchmarks.metrics.stats import paired_bucket_differences, paired_difference
+
+    rng = np.random.default_rng(2)
+    heads = [f"h{i}" for i in range(30)]
+    rows = [{"key": h, "bucket": b, "psnr": 20 + 5 * rng.normal() + i % 3}
+            for h in heads for b in ("0-30", "150-180") for i in range(4)]
+    df = pd.DataFrame(rows)
+    same = paired_bucket_differences(df, df.copy(), "psnr")
+    assert all((v.mean, v.low, v.high) == (0.0, 0.0, 0.0) and v.n == 30 for v in same.values())
+    better = df.assign(psnr=df["psnr"] + 0.5)
+    d = paired_bucket_differences(better, df, "psnr", buckets=["0-30", "150-180"])
+    assert all(v.mean == pytest.approx(0.5) and v.low == pytest.approx(0.5) and v.high == pytest.approx(0.5)
+               for v in d.values())
+    # a noisy improvement of 0.3 per head: the paired interval covers it and excludes 0, although the
+    # unpaired intervals of the two methods overlap (head-to-head variation is 5 dB)
+    base = {h: 20 + 5 * rng.normal() for h in heads}
+    new = {h: v + 0.3 + 0.2 * rng.normal() for h, v in base.items()}
+    p = paired_difference(new, base, seed=3)
+    assert p.low < 0.3 < p.high and p.low > 0
+    # only common, non-NaN heads
+    assert paired_difference({"a": 1.0, "b": 2.0, "c": np.nan}, {"a": 0.0, "c": 1.0, "d": 5.0}).n == 1
