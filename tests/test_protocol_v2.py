@@ -259,3 +259,37 @@ def test_backprojected_gt_depth_reproduces_gt_points(head_sample):
     r = geometry.chamfer_fscore(pts, gt)
     print(f"\nback-projected GT depth vs points.npy: median {np.median(d):.2f} mm, Chamfer {r['chamfer_mm']:.2f} mm, "
           f"F@5 {r['fscore_5mm']:.3f}, F@10 {r['fscore_10mm']:.3f}")
+
+
+# ---------------------------------------------------------------- timing v2
+
+def test_time_model_cpu_path():
+    from benchmarks.metrics import timing
+
+    net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 64))
+    x = torch.randn(32, 64)
+    calls = []
+    st = timing.time_model(lambda t: calls.append(1) or net(t), x, device="cpu", iters=9, warmup=3)
+    assert len(calls) == 12 and st.n == 9 and st.timer == "wall clock"
+    assert all(t > 0 for t in st.times_ms) and st.q25_ms <= st.median_ms <= st.q75_ms and st.iqr_ms >= 0
+    s = st.summary()
+    assert s["median_ms"] == st.median_ms and s["warmup"] == 3 and "times_ms" not in s
+    # the model is timed without gradients; no_grad=False keeps them
+    grads = []
+    timing.time_callable(lambda: grads.append(net(x).requires_grad), iters=1, warmup=0)
+    timing.time_callable(lambda: grads.append(net(x).requires_grad), iters=1, warmup=0, no_grad=False)
+    assert grads == [False, True]
+    rec = timing.benchmark_model(net, (x,), "cpu", prepare=lambda: torch.randn(32, 64) * 2, iters=8, warmup=2)
+    assert rec["model"]["n"] == 8 and rec["preprocess"]["n"] >= 3 and rec["device"]["device_type"] == "cpu"
+    assert "gpu_before" not in rec and timing.gpu_context("cpu") == {}
+
+
+def test_gpu_queries_parse_and_degrade_without_driver(monkeypatch):
+    from benchmarks.metrics import timing
+
+    rows = timing.parse_gpu_query("0, NVIDIA H100 80GB HBM3, 1980, 2619, 1980, 2619, P0, 41, 118.52, 97, 0x0000000000000000\n")
+    assert rows[0]["clocks.sm"] == 1980.0 and rows[0]["name"] == "NVIDIA H100 80GB HBM3" and rows[0]["pstate"] == "P0"
+    apps = timing.parse_compute_apps("123, python, 20480, GPU-abc\n456, /usr/bin/other, 512, GPU-abc\n", own_pid=123)
+    assert [a["pid"] for a in apps] == [456.0] and apps[0]["used_memory_mib"] == 512.0
+    monkeypatch.setattr(timing, "_nvidia_smi", lambda args: None)  # a machine without the NVIDIA driver
+    assert timing.gpu_clocks() == [] and timing.gpu_processes() is None
