@@ -293,3 +293,175 @@ def test_gpu_queries_parse_and_degrade_without_driver(monkeypatch):
     assert [a["pid"] for a in apps] == [456.0] and apps[0]["used_memory_mib"] == 512.0
     monkeypatch.setattr(timing, "_nvidia_smi", lambda args: None)  # a machine without the NVIDIA driver
     assert timing.gpu_clocks() == [] and timing.gpu_processes() is None
+
+
+# ---------------------------------------------------------------- shard integrity
+
+def _sample(key: str, rng: np.random.Generator, ident: str | None = None) -> dict[str, bytes]:
+    from anyhead.cameras import CONVENTION, Camera, intrinsics_from_fov
+    from anyhead.samples import encode_json, encode_view, npy_bytes
+
+    files, views = {}, []
+    for i, name in enumerate(("input_000", "view_000")):
+        cam = Camera(orbit_camera(i * 90.0, 0, 0.6), intrinsics_from_fov(30, 8, 8), 8, 8)
+        files.update(encode_view(name, rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), rng.random((8, 8)),
+                                 rng.random((8, 8)).astype(np.float32), np.zeros((8, 8, 3), np.float32)))
+        views.append({"name": name, "role": "input" if i == 0 else "target", "yaw": i * 90.0, "pitch": 0.0, **cam.to_dict()})
+    files["cameras.json"] = encode_json({"convention": CONVENTION, "views": views})
+    files["points.npy"] = npy_bytes(rng.random((10, 6)).astype(np.float32))
+    files["meta.json"] = encode_json({"identity_id": ident or f"id-{key}", "spec": {}})
+    return files
+
+
+@pytest.fixture()
+def shard_dir(tmp_path, monkeypatch):
+    from anyhead.shards import write_shards
+
+    monkeypatch.setenv("ANYHEAD_SHARD_STAMPS", str(tmp_path / "stamps"))
+    rng = np.random.default_rng(0)
+    data = {f"s{i:03d}": _sample(f"s{i:03d}", rng) for i in range(4)}
+    write_shards([(k, lambda k=k: data[k]) for k in sorted(data)], tmp_path / "test", "test", 2)
+    return tmp_path / "test"
+
+
+def _rewrite_member(tar_path, member: str, edit) -> None:
+    """Replace one member's bytes in place, the way a careless (or malicious) edit would."""
+    import io
+    import tarfile
+
+    with tarfile.open(tar_path) as t:
+        items = [(m.name, t.extractfile(m).read()) for m in t if m.isfile()]
+    with tarfile.open(tar_path, "w", format=tarfile.USTAR_FORMAT) as t:
+        for name, data in items:
+            data = edit(data) if name == member else data
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            t.addfile(info, io.BytesIO(data))
+
+
+def _moved_points(b: bytes) -> bytes:
+    import io
+
+    from anyhead.samples import npy_bytes
+
+    p = np.load(io.BytesIO(b))
+    p[:, :3] += 0.01
+    return npy_bytes(p)
+
+
+def _edited_camera(b: bytes) -> bytes:
+    import json
+
+    cams = json.loads(b)
+    cams["views"][1]["w2c"][0][3] += 0.005
+    return json.dumps(cams, sort_keys=True).encode()
+
+
+@pytest.mark.parametrize("member, edit", [("s002.points.npy", _moved_points), ("s003.cameras.json", _edited_camera)])
+def test_tampered_shard_is_refused_with_its_name(shard_dir, member, edit):
+    from anyhead.loader import ShardDataset
+    from anyhead.shards import ShardError, ShardIntegrityError, verify_shard
+    from recon.data import RawSamples
+
+    bad = shard_dir / "test-000001.tar"
+    verify_shard(bad)  # fine before, and stamped
+    _rewrite_member(bad, member, edit)
+    with pytest.raises(ShardIntegrityError) as e:
+        verify_shard(bad)
+    assert "test-000001.tar" in str(e.value) and e.value.member == member and member in str(e.value)
+    # the trainer refuses; the streaming loader skips the shard, saying which, or raises when strict
+    with pytest.raises(ShardError, match="test-000001.tar"):
+        RawSamples(shard_dir)
+    ds = ShardDataset(shard_dir, transform=None)
+    assert [s["key"] for s in ds] == ["s000", "s001"]
+    assert ds.skipped[0]["shard"].endswith("test-000001.tar") and ds.skipped[0]["member"] == member
+    with pytest.raises(ShardIntegrityError):
+        list(ShardDataset(shard_dir, transform=None, strict=True))
+    # the v1 tool finds it too
+    from anyhead.shards import verify_shards
+
+    with pytest.raises(ShardIntegrityError):
+        verify_shards(sorted(shard_dir.glob("*.tar")))
+
+
+def test_tamper_with_restored_mtime_is_still_caught(shard_dir):
+    import os
+
+    from anyhead.shards import ShardIntegrityError, verify_shard
+
+    bad = shard_dir / "test-000000.tar"
+    verify_shard(bad)
+    st = bad.stat()
+    _rewrite_member(bad, "s000.points.npy", _moved_points)  # same size
+    os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert bad.stat().st_size == st.st_size and bad.stat().st_mtime_ns == st.st_mtime_ns
+    with pytest.raises(ShardIntegrityError, match="test-000000.tar"):
+        verify_shard(bad)
+
+
+def test_verification_stamp_avoids_rehashing(shard_dir, monkeypatch):
+    import os
+
+    from anyhead import shards
+
+    calls = []
+    real = shards.sha256_file
+    monkeypatch.setattr(shards, "sha256_file", lambda p, *a: calls.append(str(p)) or real(p, *a))
+    tar = shard_dir / "test-000000.tar"
+    man = shards.verify_shard(tar)
+    assert man["keys"] == ["s000", "s001"] and len(calls) == 1
+    for _ in range(3):
+        shards.verify_shard(tar)
+    from anyhead.loader import ShardDataset
+
+    assert len(list(ShardDataset(shard_dir, transform=None))) == 4
+    assert calls.count(str(tar)) == 1  # stamped: not hashed again, by verify_shard nor by the loader
+    assert len(list((shard_dir.parent / "stamps").glob("*.json"))) == 2
+    os.utime(tar)  # touched: verified again (and still fine)
+    shards.verify_shard(tar)
+    assert calls.count(str(tar)) == 2
+    shards.verify_shard(tar, use_stamp=False)
+    assert calls.count(str(tar)) == 3
+
+
+def test_read_errors_name_shard_and_member(shard_dir):
+    from anyhead.loader import ShardDataset
+    from anyhead.samples import SampleError, decode_sample
+    from anyhead.shards import ShardError, read_tar_samples
+
+    tar = shard_dir / "test-000000.tar"
+    _rewrite_member(tar, "s001.view_000.png", lambda b: b[:20])  # a broken PNG (verification off below)
+    files = list(read_tar_samples(tar))
+    with pytest.raises(SampleError, match="s001.view_000.png") as e:
+        decode_sample(files[1])
+    assert e.value.member == "s001.view_000.png" and isinstance(e.value, ValueError)
+    ds = ShardDataset(shard_dir, transform=None, verify=False)
+    assert [s["key"] for s in ds] == ["s000", "s002", "s003"]
+    assert ds.skipped[0]["member"] == "s001.view_000.png" and ds.skipped[0]["key"] == "s001"
+    with pytest.raises(ShardError, match=r"test-000000.tar \(member s001.view_000.png\)"):
+        list(ShardDataset(shard_dir, transform=None, verify=False, strict=True))
+    # a truncated tar: the error names the shard and the member being read
+    raw = tar.read_bytes()
+    tar.write_bytes(raw[:2000])
+    with pytest.raises(ShardError) as e:
+        list(read_tar_samples(tar))
+    assert "test-000000.tar" in str(e.value) and e.value.member is not None and e.value.member.startswith("s000.")
+
+
+def test_split_identities_checked_against_sample_meta(shard_dir):
+    from anyhead.shards import ShardIntegrityError, check_split_identities, split_hash
+
+    keys = ["s000", "s001", "s002", "s003"]
+    splits = {"splits": {"test": {"keys": keys, "identities": [f"id-{k}" for k in keys], "hash": split_hash(keys)},
+                         "train": {"keys": ["t0"], "identities": ["id-t0"], "hash": split_hash(["t0"])}}}
+    good = [(k, {"identity_id": f"id-{k}"}) for k in keys]
+    check_split_identities(splits, "test", good)
+    leaked = good[:3] + [("s003", {"identity_id": "id-t0"})]  # a training identity in the test split
+    with pytest.raises(ShardIntegrityError, match="identity id-t0 belongs to split 'train'"):
+        check_split_identities(splits, "test", leaked)
+    with pytest.raises(ShardIntegrityError, match="not among split 'test'"):
+        check_split_identities(splits, "test", good[:3] + [("s003", {"identity_id": "someone-else"})])
+    with pytest.raises(ShardIntegrityError, match="1 listed samples missing: s003"):
+        check_split_identities(splits, "test", good[:3])
+    with pytest.raises(ShardIntegrityError, match="not listed"):
+        check_split_identities(splits, "test", good + [("x", {"identity_id": "id-s000"})])
