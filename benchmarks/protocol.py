@@ -82,6 +82,25 @@ def yaw_bucket(yaw_deg: float) -> str:
     return YAW_BUCKETS[0] if a <= YAW_FRONT_MAX_DEG else YAW_BUCKETS[2] if a >= YAW_BACK_MIN_DEG else YAW_BUCKETS[1]
 
 
+def yaw_offset_cameras(input_w2c: np.ndarray, offsets_deg: Sequence[float] = (-30.0, -15.0, 0.0, 15.0, 30.0),
+                       center: Sequence[float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+    """(len(offsets), 4, 4) cameras that orbit the input camera (4, 4) about the vertical (+y) axis through
+    ``center`` by each offset in degrees (positive towards +x, like ``anyhead.cameras.orbit_camera``'s yaw).
+    For portraits without ground truth: render the reconstruction at the input camera and at +-15/30 degrees."""
+    w2c = np.asarray(input_w2c, dtype=np.float64)
+    c = np.eye(4)
+    c[:3, 3] = center
+    c_inv = np.eye(4)
+    c_inv[:3, 3] = -np.asarray(center, dtype=np.float64)
+    out = []
+    for deg in offsets_deg:
+        t = np.radians(-deg)  # rotating the world by -yaw is moving the camera by +yaw
+        R = np.eye(4)
+        R[0, 0], R[0, 2], R[2, 0], R[2, 2] = np.cos(t), np.sin(t), -np.sin(t), np.cos(t)
+        out.append(w2c @ c @ R @ c_inv)
+    return np.stack(out)
+
+
 @dataclass(frozen=True)
 class ViewLabel:
     """Where one target view sits in the protocol."""

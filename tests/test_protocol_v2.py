@@ -465,3 +465,15 @@ def test_split_identities_checked_against_sample_meta(shard_dir):
         check_split_identities(splits, "test", good[:3])
     with pytest.raises(ShardIntegrityError, match="not listed"):
         check_split_identities(splits, "test", good + [("x", {"identity_id": "id-s000"})])
+
+
+def test_yaw_offset_cameras_orbit_the_input():
+    from benchmarks.protocol import yaw_offset_cameras
+
+    cams = yaw_offset_cameras(orbit_camera(10, 12, 0.7))
+    for cam, off in zip(cams, (-30, -15, 0, 15, 30)):
+        np.testing.assert_allclose(cam, orbit_camera(10 + off, 12, 0.7), atol=1e-9)
+    np.testing.assert_allclose(relative_angle_deg(orbit_camera(0, 0, 1.0), yaw_offset_cameras(orbit_camera(0, 0, 1.0))),
+                               [30, 15, 0, 15, 30], atol=1e-9)
+    off = yaw_offset_cameras(orbit_camera(0, 0, 0.7, target=(0, 0.1, 0)), [90], center=(0, 0.1, 0))[0]
+    np.testing.assert_allclose(off, orbit_camera(90, 0, 0.7, target=(0, 0.1, 0)), atol=1e-9)
