@@ -206,6 +206,8 @@ def test_geometry_v2_ground_truth_renderer_scores_perfectly(head_sample):
     assert np.all(per_view["depth_mae_mm"] == 0) and np.all(per_view["alpha_iou"] == 1)
     assert np.all(per_view["depth_coverage"] == 1)
     assert head["chamfer_mm"] == 0 and head["fscore_5mm"] == 1 and head["fscore_10mm"] == 1
+    _, strided = geometry.geometry_v2(depth, alpha, h["depth"], h["mask"], h["w2c"], h["K"], pixel_stride=2)
+    assert strided["chamfer_mm"] == 0 and strided["n_pred_points"] < head["n_pred_points"] / 3
     # normals from the (0.1 mm quantised) GT depth agree with the GT normal maps: the operator is sound
     assert head["normal_angle_deg"] < 20 and head["normal_cos"] > 0.9
     print(f"\nGT depth normals vs GT normal maps: {head['normal_angle_deg']:.1f} deg, cos {head['normal_cos']:.3f}, "

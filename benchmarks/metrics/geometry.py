@@ -93,7 +93,7 @@ GEOMETRY_V2_THRESHOLDS_MM: tuple[float, ...] = (5.0, 10.0)
 
 
 def card_v2(thresholds_mm: tuple[float, ...] = GEOMETRY_V2_THRESHOLDS_MM, alpha_threshold: float = 0.5,
-            max_jump_m: float = 0.01, max_points: int | None = None) -> dict[str, object]:
+            max_jump_m: float = 0.01, pixel_stride: int = 1) -> dict[str, object]:
     """The v2 geometry card with the parameters actually used."""
     return {
         "units": "mm (depth, Chamfer), degrees (normals)",
@@ -103,7 +103,8 @@ def card_v2(thresholds_mm: tuple[float, ...] = GEOMETRY_V2_THRESHOLDS_MM, alpha_
         "alpha_iou": f"IoU of rendered alpha > {alpha_threshold} and GT mask > {alpha_threshold}, per view",
         "points": "pixel centres of covered pixels back-projected with their depth (visible surface), all target "
                   "views pooled; GT points the same from GT depth (pixel-aligned: the same weighting on both sides)"
-                  + (f"; each set randomly subsampled to {max_points} (seeded)" if max_points else ""),
+                  + (f"; every {pixel_stride}th pixel in u and v, the same pixels on both sides" if pixel_stride > 1
+                     else ""),
         "chamfer": "L1: (mean pred->GT nearest distance + mean GT->pred nearest distance) / 2",
         "fscore_thresholds_mm": list(thresholds_mm),
         "fscore": "harmonic mean of precision (pred points within t of GT) and recall (GT points within t of pred); "
@@ -181,9 +182,14 @@ def backproject_depth(depth: np.ndarray, w2c: np.ndarray, K: np.ndarray, valid: 
     return (pc - t) @ R  # R^T (p - t)
 
 
-def visible_points(depths: object, valid: object, w2cs: object, Ks: object) -> np.ndarray:
-    """(N, 3) world points pooled over views: depths, valid (V, H, W); w2cs (V, 4, 4); Ks (V, 3, 3)."""
+def visible_points(depths: object, valid: object, w2cs: object, Ks: object, pixel_stride: int = 1) -> np.ndarray:
+    """(N, 3) world points pooled over views: depths, valid (V, H, W); w2cs (V, 4, 4); Ks (V, 3, 3).
+    ``pixel_stride`` s keeps every s-th pixel in u and v (a fixed grid: the same pixels for any method)."""
     d, ok = as_views(depths), as_views(valid) > 0.5
+    if pixel_stride > 1:
+        grid = np.zeros(ok.shape[1:], bool)
+        grid[::pixel_stride, ::pixel_stride] = True
+        ok = ok & grid
     w2cs, Ks = _stack(w2cs, (4, 4)), _stack(Ks, (3, 3))
     pts = [backproject_depth(d[i], w2cs[i], Ks[i], ok[i]) for i in range(len(d))]
     return np.concatenate(pts, 0) if pts else np.zeros((0, 3))
@@ -262,15 +268,9 @@ def chamfer_fscore(pred: np.ndarray, gt: np.ndarray, thresholds_mm: tuple[float,
     return out
 
 
-def _subsample(p: np.ndarray, n: int | None, seed: int) -> np.ndarray:
-    if n is None or len(p) <= n:
-        return p
-    return p[np.sort(np.random.default_rng(seed).choice(len(p), n, replace=False))]
-
-
 def geometry_v2(pred_depth: object, pred_alpha: object, gt_depth: object, gt_mask: object, w2cs: object, Ks: object,
                 gt_normal: object | None = None, thresholds_mm: tuple[float, ...] = GEOMETRY_V2_THRESHOLDS_MM,
-                alpha_threshold: float = 0.5, max_jump_m: float = 0.01, max_points: int | None = None, seed: int = 0
+                alpha_threshold: float = 0.5, max_jump_m: float = 0.01, pixel_stride: int = 1
                 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """All v2 geometry of one head from its rendered target views.
 
@@ -278,6 +278,7 @@ def geometry_v2(pred_depth: object, pred_alpha: object, gt_depth: object, gt_mas
         pred_depth, pred_alpha: ``recon.render.render`` outputs ``depth``/``alpha`` (V, 1, H, W) (or (V, H, W)).
         gt_depth, gt_mask: the decoded sample's target ``depth``/``mask`` maps (V, H, W).
         w2cs (V, 4, 4), Ks (V, 3, 3): the target cameras; gt_normal (V, H, W, 3) or None (no normal metrics).
+        pixel_stride: back-project every s-th pixel in u and v only (Chamfer cost; the same pixels on both sides).
     Returns:
         (per-view arrays (V,): depth_mae_mm, depth_median_mm, depth_coverage, alpha_iou[, normal_*],
          per-head numbers: their means over views plus chamfer_mm, accuracy_mm, completeness_mm, fscore_<t>mm).
@@ -289,7 +290,7 @@ def geometry_v2(pred_depth: object, pred_alpha: object, gt_depth: object, gt_mas
                                                 max_jump_m))
     head = {k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for k, v in per_view.items()}
     gd, gm = as_views(gt_depth), as_views(gt_mask)
-    pred = visible_points(pred_depth, as_views(pred_alpha) > alpha_threshold, w2cs, Ks)
-    gt = visible_points(gd, (gm > alpha_threshold) & (gd > 0), w2cs, Ks)
-    head.update(chamfer_fscore(_subsample(pred, max_points, seed), _subsample(gt, max_points, seed + 1), thresholds_mm))
+    pred = visible_points(pred_depth, as_views(pred_alpha) > alpha_threshold, w2cs, Ks, pixel_stride)
+    gt = visible_points(gd, (gm > alpha_threshold) & (gd > 0), w2cs, Ks, pixel_stride)
+    head.update(chamfer_fscore(pred, gt, thresholds_mm))
     return per_view, head
