@@ -479,3 +479,27 @@ def test_yaw_offset_cameras_orbit_the_input():
                                [30, 15, 0, 15, 30], atol=1e-9)
     off = yaw_offset_cameras(orbit_camera(0, 0, 0.7, target=(0, 0.1, 0)), [90], center=(0, 0.1, 0))[0]
     np.testing.assert_allclose(off, orbit_camera(90, 0, 0.7, target=(0, 0.1, 0)), atol=1e-9)
+
+
+def test_differences_to_the_best_method_and_label_sample():
+    import pandas as pd
+
+    from benchmarks.metrics.stats import best_method, differences_to_reference
+
+    rng = np.random.default_rng(4)
+    base = pd.DataFrame([{"key": f"h{i}", "bucket": b, "lpips": 0.3 + 0.05 * rng.normal()}
+                         for i in range(12) for b in ("0-30", "90-150")])
+    tables = {"a": base, "b": base.assign(lpips=base["lpips"] - 0.02), "c": base.assign(lpips=base["lpips"] + 0.01)}
+    assert best_method(tables, "lpips", higher_is_better=False) == "b"
+    ref, diffs = differences_to_reference(tables, "lpips", higher_is_better=False)
+    assert ref == "b" and diffs["b"]["overall"].mean == 0.0
+    assert diffs["a"]["0-30"].mean == pytest.approx(0.02) and diffs["c"]["90-150"].mean == pytest.approx(0.03)
+
+    from anyhead.cameras import Camera, intrinsics_from_fov
+
+    K = intrinsics_from_fov(30, 8, 8)
+    views = [{"role": "input", "camera": Camera(orbit_camera(20, 0, 1.0), K, 8, 8), "yaw": 20.0}] + [
+        {"role": "target", "camera": Camera(orbit_camera(y, 0, 0.65), K, 8, 8), "yaw": float(y)} for y in (0, 90, 180)]
+    labels = DEFAULT_PROTOCOL.label_sample({"views": views})
+    assert [round(lb.angle_deg) for lb in labels] == [20, 70, 160]
+    assert [lb.angle_bucket for lb in labels] == ["0-30", "30-90", "150-180"]

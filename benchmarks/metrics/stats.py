@@ -119,6 +119,26 @@ def paired_bucket_differences(df: pd.DataFrame, df_ref: pd.DataFrame, metric: st
     return out
 
 
+def best_method(tables: Mapping[str, pd.DataFrame], metric: str, higher_is_better: bool, head: str = "key") -> str:
+    """The method whose mean over heads (of per-head means) of ``metric`` is best."""
+    means = {name: float(per_head(df, metric, head).mean()) for name, df in tables.items()}
+    valid = {k: v for k, v in means.items() if not math.isnan(v)}
+    if not valid:
+        raise ValueError(f"no method has a value for {metric!r}")
+    return (max if higher_is_better else min)(valid, key=valid.get)
+
+
+def differences_to_reference(tables: Mapping[str, pd.DataFrame], metric: str, higher_is_better: bool,
+                             reference: str | None = None, bucket: str = "bucket", head: str = "key",
+                             buckets: Sequence[str] | None = None, level: float = 0.95, n_boot: int = 2000,
+                             seed: int = 0) -> tuple[str, dict[str, dict[str, Interval]]]:
+    """Paired differences of every method's per-view table against ``reference`` (default: the best method by
+    :func:`best_method`), per bucket and overall. Returns (reference, method -> bucket -> interval)."""
+    ref = reference or best_method(tables, metric, higher_is_better, head)
+    return ref, {name: paired_bucket_differences(df, tables[ref], metric, bucket, head, buckets, level, n_boot, seed)
+                 for name, df in tables.items()}
+
+
 def intervals_table(intervals: Mapping[str, Interval]) -> dict[str, dict[str, float | int]]:
     """JSON-ready form: bucket -> {mean, low, high, n, level}."""
     return {k: v.as_dict() for k, v in intervals.items()}
