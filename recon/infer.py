@@ -84,7 +84,7 @@ def export_mesh(g: Gaussians, path: str | Path, res: int = 256) -> None:
     """TSDF-fuse the Gaussians' expected depth from 24 orbiting views into a mesh (open3d)."""
     import open3d as o3d
 
-    from benchmarks.metrics.geometry import tsdf_mesh
+    from .mesh import tsdf_mesh
 
     K = intrinsics_from_fov(30.0, res, res)
     depths, rgbs, w2cs = [], [], []

@@ -503,3 +503,18 @@ def test_differences_to_the_best_method_and_label_sample():
     labels = DEFAULT_PROTOCOL.label_sample({"views": views})
     assert [round(lb.angle_deg) for lb in labels] == [20, 70, 160]
     assert [lb.angle_bucket for lb in labels] == ["0-30", "30-90", "150-180"]
+
+
+def test_library_packages_never_import_benchmarks():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for pkg in ("anyhead", "recon"):
+        for f in sorted((root / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(f.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                offenders += [f"{f.relative_to(root)}: {n}" for n in names if n.split(".")[0] == "benchmarks"]
+    assert not offenders, offenders

@@ -1,11 +1,18 @@
 """Geometry against GT surface points (metres in, millimetres out).
 
+v1 (below, still used by ``benchmarks.run``):
+
 * Predicted surface: centres of Gaussians with opacity > 0.5 (``gaussian_points``), or a TSDF
   fusion of rendered depth with open3d (``tsdf_mesh``, also a mesh export).
 * Chamfer-L1: mean of accuracy (pred -> GT) and completeness (GT -> pred) nearest distances, mm.
 * F-score at 2.5 mm and 5 mm: harmonic mean of precision and recall at the threshold.
 * Normal consistency: mean |n_pred . n_gt| over nearest neighbours, both directions. Gaussian
   normals are their shortest axes; mesh normals are vertex normals.
+
+v2 (``geometry_v2`` and its parts; card: ``card_v2()``): rendered expected depth and alpha against the
+shards' GT depth and mask maps per target view: depth error (mm) and alpha IoU, Chamfer-L1 and F-score
+at 5 / 10 mm on the back-projected visible surface, normal consistency of rendered-depth normals vs GT
+normal maps.
 """
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from recon.gaussians import Gaussians, quat_to_rotmat
+from recon.mesh import mesh_points, tsdf_mesh  # noqa: F401  (moved to recon: recon.infer uses it)
 
 CARD = {"predicted_surface": "Gaussian centres with opacity > 0.5 (normals: shortest axis)",
         "gt": "visible-surface points with normals from the shard (points.npy)", "units": "mm",
@@ -46,39 +54,6 @@ def geometry_metrics(pred: np.ndarray, pred_n: np.ndarray, gt: np.ndarray, gt_n:
     nc2 = np.abs(np.einsum("ij,ij->i", gt_n, pred_n[i_comp]))
     out["normal_consistency"] = float((nc1.mean() + nc2.mean()) / 2)
     return out
-
-
-def tsdf_mesh(depths: list[np.ndarray], rgbs: list[np.ndarray], w2cs: list[np.ndarray], Ks: list[np.ndarray],
-              voxel: float = 0.003, trunc: float = 0.012, extent: float = 0.6, origin: tuple[float, float, float] = (-0.3, -0.35, -0.3)):
-    """Fuse depth maps (camera z, metres; 0 = empty) into a triangle mesh with open3d's TSDF, over a
-    cube of side ``extent`` at ``origin`` (head frame). A uniform volume: open3d-cpu 0.20's scalable
-    volume integrated nothing in our tests."""
-    import open3d as o3d
-
-    vol = o3d.pipelines.integration.UniformTSDFVolume(length=extent, resolution=int(round(extent / voxel)), sdf_trunc=trunc,
-                                                      color_type=o3d.pipelines.integration.TSDFVolumeColorType.RGB8,
-                                                      origin=np.asarray(origin, np.float64))
-    for d, c, w2c, K in zip(depths, rgbs, w2cs, Ks):
-        H, W = d.shape
-        intr = o3d.camera.PinholeCameraIntrinsic(W, H, K[0, 0], K[1, 1], K[0, 2] - 0.5, K[1, 2] - 0.5)
-        rgbd = o3d.geometry.RGBDImage.create_from_color_and_depth(
-            o3d.geometry.Image(np.ascontiguousarray(c[..., :3])), o3d.geometry.Image(d.astype(np.float32)),
-            depth_scale=1.0, depth_trunc=5.0, convert_rgb_to_intensity=False)
-        vol.integrate(rgbd, intr, w2c)
-    mesh = vol.extract_triangle_mesh()
-    mesh.compute_vertex_normals()
-    return mesh
-
-
-def mesh_points(mesh, n: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Area-uniform samples and normals of an open3d mesh."""
-    import open3d as o3d
-
-    if len(mesh.triangles) == 0:
-        return np.zeros((0, 3)), np.zeros((0, 3))
-    o3d.utility.random.seed(seed)
-    pc = mesh.sample_points_uniformly(n, use_triangle_normal=True)
-    return np.asarray(pc.points), np.asarray(pc.normals)
 
 
 # ------------------------------------------------------------------ v2: rendered depth against GT maps
