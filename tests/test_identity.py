@@ -84,6 +84,15 @@ def test_csim_per_view_detection_rate_and_angles(faces, dlib_embedder):
     assert "HOG" in card["detector"]
 
 
+def test_image_conversion():
+    a = np.random.default_rng(0).random((20, 30, 3))
+    u8 = identity.to_uint8_rgb(a)
+    assert u8.dtype == np.uint8 and u8.shape == (20, 30, 3)
+    np.testing.assert_array_equal(identity.to_uint8_rgb(np.moveaxis(a, -1, 0)), u8)
+    np.testing.assert_array_equal(identity.to_uint8_rgb(torch.from_numpy(a).permute(2, 0, 1)), u8)
+    assert identity.to_uint8_rgb(a[..., 0]).shape == (20, 30, 3)
+
+
 def test_small_images_are_upsampled():
     assert identity.auto_upsample(np.zeros((256, 256, 3))) == 1
     assert identity.auto_upsample(np.zeros((512, 600, 3))) == 0

@@ -80,11 +80,13 @@ def sha256_of(path: str | Path) -> str:
 
 
 def to_uint8_rgb(image: Any) -> np.ndarray:
-    """(H, W, 3) contiguous uint8 RGB from uint8/float numpy (H, W, 3|4) in [0, 255]/[0, 1] or a torch
-    tensor (3, H, W) in [0, 1]."""
+    """(H, W, 3) contiguous uint8 RGB from uint8/float numpy (H, W, 3|4), (3, H, W) or (H, W) in [0, 255]/[0, 1],
+    or a torch tensor (3, H, W) in [0, 1]."""
     if hasattr(image, "detach"):  # torch, channels first
         image = image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
     a = np.asarray(image)
+    if a.ndim == 3 and a.shape[0] in (3, 4) and a.shape[-1] not in (3, 4):  # numpy channels first
+        a = np.moveaxis(a, 0, -1)
     if a.ndim == 2:
         a = np.repeat(a[..., None], 3, -1)
     a = a[..., :3]
