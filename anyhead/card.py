@@ -15,10 +15,13 @@ from .io import save_png, write_bytes, write_json
 from .loader import ShardDataset
 
 TONE_BUCKETS = [f"MST{i}" for i in range(1, 11)]
+# input-yaw histogram bins of the dataset card; the same as the benchmark's absolute-yaw view
+# (benchmarks.protocol, which owns the benchmark definitions; anyhead never imports benchmarks)
 YAW_BUCKETS = ["front <=30", "side 30-120", "back >=120"]
 
 
 def yaw_bucket(yaw: float) -> str:
+    """Bin of a wrapped |yaw| (degrees): front <= 30, back >= 120, side in between."""
     a = abs(((yaw + 180) % 360) - 180)
     return YAW_BUCKETS[0] if a <= 30 else YAW_BUCKETS[2] if a >= 120 else YAW_BUCKETS[1]
 

@@ -1,10 +1,12 @@
 """A torch IterableDataset over AnyHead shards.
 
 Shards are split across nodes (``torch.distributed`` rank/world size, or ``RANK``/``WORLD_SIZE``)
-and then across DataLoader workers, so each sample is read once per epoch. A corrupt or unreadable
-shard is skipped with a log line naming it, the error, and how many of its samples had been
-read; a sample that fails to decode is skipped and logged with its key. ``skipped`` keeps the
-record for the caller.
+and then across DataLoader workers, so each sample is read once per epoch. Each shard is checked
+against its manifest's sha256 before its first use (``anyhead.shards.verify_shard``, with a cached
+stamp, so an unchanged shard is hashed once). A shard that fails verification or cannot be read is
+skipped with a log line naming it, the member where known, the error, and how many of its samples
+had been read; a sample that fails to decode is skipped and logged with its key and member.
+``skipped`` keeps the record for the caller; ``strict=True`` raises the ``ShardError`` instead.
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .samples import decode_sample
-from .shards import read_tar_samples
+from .samples import SampleError, decode_sample
+from .shards import ShardError, read_tar_samples
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,10 @@ class ShardDataset(torch.utils.data.IterableDataset):
     """Iterate decoded samples of AnyHead shards (see module docstring)."""
 
     def __init__(self, shards: str | os.PathLike[str] | list[str], transform: Callable[[dict], Any] | None = to_tensors,
-                 shuffle_shards: bool = False, seed: int = 0) -> None:
+                 shuffle_shards: bool = False, seed: int = 0, verify: bool = True, strict: bool = False,
+                 stamp_dir: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
+        self.verify, self.strict, self.stamp_dir = verify, strict, stamp_dir
         self.shards = shard_list(shards)
         if not self.shards:
             raise FileNotFoundError(f"{shards}: no shards (.tar) found")
@@ -91,19 +95,26 @@ class ShardDataset(torch.utils.data.IterableDataset):
         for shard in self.my_shards():
             n = 0
             try:
-                for files in read_tar_samples(shard):
+                for files in read_tar_samples(shard, verify=self.verify, stamp_dir=self.stamp_dir):
                     try:
                         sample = decode_sample(files)
                     except Exception as e:  # one bad sample must not end the epoch
+                        if self.strict:
+                            member = e.member if isinstance(e, SampleError) else None
+                            raise ShardError(shard, f"sample {files.get('__key__')}: {e}", member) from e
                         self._skip(shard, files.get("__key__"), e)
                         continue
                     n += 1
                     yield self.transform(sample) if self.transform else sample
-            except Exception as e:  # corrupt/truncated tar: skip the rest of this shard
+            except Exception as e:  # failed verification, corrupt/truncated tar: skip the rest of this shard
+                if self.strict:
+                    raise
                 self._skip(shard, None, e, n)
 
     def _skip(self, shard: str, key: str | None, err: Exception, n_read: int | None = None) -> None:
-        rec = {"shard": shard, "key": key, "error": f"{type(err).__name__}: {err}", "samples_read": n_read}
+        member = getattr(err, "member", None)
+        rec = {"shard": shard, "key": key, "member": member, "error": f"{type(err).__name__}: {err}",
+               "samples_read": n_read}
         self.skipped.append(rec)
         if key is None:
             log.warning("skipped the rest of shard %s after %s samples: %s", shard, n_read, rec["error"])

@@ -25,6 +25,29 @@ from .cameras import CONVENTION, Camera
 DEPTH_UNIT = 1e-4  # metres per depth step
 
 
+class SampleError(ValueError):
+    """A sample file that is missing or cannot be decoded; ``member`` is its name ``<key>.<file>``."""
+
+    def __init__(self, member: str, problem: str) -> None:
+        self.member, self.problem = member, problem
+        super().__init__(f"{member}: {problem}")
+
+    def __reduce__(self):  # picklable across DataLoader workers
+        return (type(self), (self.member, self.problem))
+
+
+def _member(files: dict[str, bytes], name: str, decode: Any) -> Any:
+    """``decode(files[name])``, with any failure named by the member."""
+    key = files.get("__key__")
+    member = f"{key}.{name}" if key is not None else name
+    if name not in files:
+        raise SampleError(member, "missing")
+    try:
+        return decode(files[name])
+    except Exception as e:  # PIL, numpy and json raise many types; the caller needs the member's name
+        raise SampleError(member, f"cannot decode ({type(e).__name__}: {e})") from e
+
+
 def png_bytes(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, format="PNG")
@@ -63,27 +86,29 @@ def decode_sample(files: dict[str, bytes], views: set[str] | None = None, geomet
     (training needs only colour and masks).
 
     Returns ``{"key", "meta", "views": [{"name", "role", "camera", "rgb", "mask", "depth"?, "normal"?, "yaw", "pitch"}],
-    "points" (N, 6) or None}``. Raises ``ValueError`` for a sample from another camera convention.
+    "points" (N, 6) or None}``. Raises :class:`SampleError` (a ``ValueError``) naming the member for a missing or
+    undecodable file, and for a sample from another camera convention.
     """
-    cams = json.loads(files["cameras.json"])
+    cams = _member(files, "cameras.json", json.loads)
     conv = cams.get("convention", {})
     if conv.get("camera") != CONVENTION["camera"] or conv.get("world") != CONVENTION["world"]:
-        raise ValueError(f"sample uses convention {conv}, expected {CONVENTION}")
+        raise SampleError(f"{files.get('__key__')}.cameras.json", f"sample uses convention {conv}, expected {CONVENTION}")
     decoded = []
     for v in cams["views"]:
         n = v["name"]
         if views is not None and n not in views:
             continue
-        rec = {"name": n, "role": v["role"], "camera": Camera.from_dict(v), "yaw": v.get("yaw"), "pitch": v.get("pitch"),
-               "rgb": decode_image(files[f"{n}.png"]), "mask": decode_image(files[f"{n}.mask.png"]).astype(np.float32) / 255}
+        rec = {"name": n, "role": v["role"], "camera": _member(files, "cameras.json", lambda _, v=v: Camera.from_dict(v)),
+               "yaw": v.get("yaw"), "pitch": v.get("pitch"), "rgb": _member(files, f"{n}.png", decode_image),
+               "mask": _member(files, f"{n}.mask.png", decode_image).astype(np.float32) / 255}
         if geometry and f"{n}.depth.png" in files:
-            rec["depth"] = decode_image(files[f"{n}.depth.png"]).astype(np.float32) * DEPTH_UNIT
+            rec["depth"] = _member(files, f"{n}.depth.png", decode_image).astype(np.float32) * DEPTH_UNIT
         if geometry and f"{n}.normal.png" in files:
-            nn = decode_image(files[f"{n}.normal.png"]).astype(np.float32) / 255 * 2 - 1
+            nn = _member(files, f"{n}.normal.png", decode_image).astype(np.float32) / 255 * 2 - 1
             rec["normal"] = nn
         decoded.append(rec)
-    points = np.load(io.BytesIO(files["points.npy"])) if geometry and "points.npy" in files else None
-    return {"key": files.get("__key__"), "meta": json.loads(files["meta.json"]), "views": decoded, "points": points}
+    points = _member(files, "points.npy", lambda b: np.load(io.BytesIO(b))) if geometry and "points.npy" in files else None
+    return {"key": files.get("__key__"), "meta": _member(files, "meta.json", json.loads), "views": decoded, "points": points}
 
 
 def read_folder(folder: str | Path) -> dict[str, bytes]:

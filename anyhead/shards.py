@@ -10,6 +10,14 @@ A shard is written to a temporary name and renamed; its manifest is written afte
 shard whose manifest matches the plan (same keys) and whose tar matches the manifest's sha256 is
 kept as is, so a killed build resumes without redoing or losing finished shards.
 
+Integrity on read: :func:`verify_shard` checks a shard's sha256 against its manifest before first use
+and caches a verification stamp (keyed by path, size, mtime, ctime, inode and the manifest's sha256)
+in ``$ANYHEAD_SHARD_STAMPS`` (default ``~/.cache/anyhead/shard-stamps``), outside the DVC-tracked
+shard folder, so an unchanged shard is hashed once. Manifests also list each member's sha256, so a
+refused shard names the members that changed. Every read or decode error is a :class:`ShardError`
+naming the shard and, where known, the member; :func:`check_split_identities` checks a split's
+samples against the split manifest with their own ``meta.json``.
+
     python -m anyhead.shards verify data/default/shards
 """
 from __future__ import annotations
@@ -30,6 +38,24 @@ from tqdm import tqdm
 from .io import atomic_path, sha256_file, write_json
 
 log = logging.getLogger(__name__)
+
+STAMP_ENV = "ANYHEAD_SHARD_STAMPS"
+
+
+class ShardError(OSError):
+    """A shard that cannot be used. ``shard`` is its path, ``member`` the tar member (``<key>.<file>``)
+    where known, ``problem`` what is wrong."""
+
+    def __init__(self, shard: str | os.PathLike[str], problem: str, member: str | None = None) -> None:
+        self.shard, self.problem, self.member = str(shard), problem, member
+        super().__init__(f"{self.shard}" + (f" (member {member})" if member else "") + f": {problem}")
+
+    def __reduce__(self):  # picklable across DataLoader workers (OSError's default reduce loses the fields)
+        return (type(self), (self.shard, self.problem, self.member))
+
+
+class ShardIntegrityError(ShardError):
+    """A shard (or split) that does not match its manifest: modified, truncated, or mislabelled."""
 
 
 def assign_splits(identities: Iterable[str], fractions: dict[str, float], seed: int = 0) -> dict[str, str]:
@@ -96,14 +122,16 @@ def write_shards(samples: list[tuple[str, Callable[[], dict[str, bytes]]]], fold
                 log.info("skipping %s: complete and unchanged", tar_path.name)
                 manifests.append(man)
                 continue
+        members: dict[str, str] = {}
         with atomic_path(tar_path) as tmp:
             with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
                 for key, load in group:
                     files = load()
                     for fname in sorted(files):
                         _add(tar, f"{key}.{fname}", files[fname])
+                        members[f"{key}.{fname}"] = hashlib.sha256(files[fname]).hexdigest()
         man = {"shard": tar_path.name, "count": len(keys), "bytes": tar_path.stat().st_size,
-               "sha256": sha256_file(tar_path), "keys": keys}
+               "sha256": sha256_file(tar_path), "keys": keys, "members": members}
         write_json(man_path, man)
         manifests.append(man)
         if on_shard is not None:
@@ -111,21 +139,157 @@ def write_shards(samples: list[tuple[str, Callable[[], dict[str, bytes]]]], fold
     return manifests
 
 
-def read_tar_samples(path: str | os.PathLike[str]) -> Iterable[dict[str, bytes]]:
-    """Group a webdataset tar's members by key (keys are everything before the first dot)."""
+def read_tar_samples(path: str | os.PathLike[str], verify: bool = False,
+                     stamp_dir: str | os.PathLike[str] | None = None) -> Iterable[dict[str, bytes]]:
+    """Group a webdataset tar's members by key (keys are everything before the first dot).
+
+    With ``verify`` the shard is first checked against its manifest (:func:`verify_shard`). A tar that
+    cannot be read raises :class:`ShardError` naming the shard and the last member whose header was read."""
+    if verify:
+        verify_shard(path, stamp_dir)
     current: dict[str, bytes] = {}
-    with tarfile.open(path, "r") as tar:
-        for m in tar:
-            if not m.isfile():
-                continue
-            key, _, fname = Path(m.name).name.partition(".")
-            if current and current["__key__"] != key:
-                yield current
-                current = {}
-            current["__key__"] = key
-            current[fname] = tar.extractfile(m).read()
+    member = None
+    try:
+        with tarfile.open(path, "r") as tar:
+            for m in tar:
+                member = m.name
+                if not m.isfile():
+                    continue
+                key, _, fname = Path(m.name).name.partition(".")
+                if current and current["__key__"] != key:
+                    yield current
+                    current = {}
+                current["__key__"] = key
+                current[fname] = tar.extractfile(m).read()
+    except ShardError:
+        raise
+    except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+        # tarfile notices a truncated member only when it seeks past it to the next header: name the last one
+        where = f" in or right after member {member}" if member else " before its first member"
+        raise ShardError(path, f"unreadable{where} ({type(e).__name__}: {e})", member) from e
     if current:
         yield current
+
+
+def stamp_dir_default() -> Path:
+    """Where verification stamps live: ``$ANYHEAD_SHARD_STAMPS`` or ``~/.cache/anyhead/shard-stamps``."""
+    return Path(os.environ.get(STAMP_ENV) or Path.home() / ".cache" / "anyhead" / "shard-stamps")
+
+
+def _stamp_record(tar: Path, manifest_sha: str) -> dict[str, object]:
+    st = tar.stat()
+    # ctime and inode too: editing a tar and restoring its mtime (touch -r) still changes its ctime
+    return {"path": str(tar.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+            "inode": st.st_ino, "sha256": manifest_sha}
+
+
+def _stamp_path(tar: Path, stamp_dir: str | os.PathLike[str] | None) -> Path:
+    d = Path(stamp_dir) if stamp_dir is not None else stamp_dir_default()
+    return d / f"{hashlib.sha256(str(tar.resolve()).encode()).hexdigest()[:32]}.json"
+
+
+def _changed_members(tar: Path, man: dict) -> list[str]:
+    """Members whose bytes differ from the manifest's member hashes (missing and extra ones too)."""
+    want = man.get("members") or {}
+    got: dict[str, str] = {}
+    try:
+        with tarfile.open(tar, "r") as t:
+            for m in t:
+                if m.isfile():
+                    got[m.name] = hashlib.sha256(t.extractfile(m).read()).hexdigest()
+    except (tarfile.TarError, OSError, EOFError) as e:
+        return [f"(unreadable after {len(got)} members: {type(e).__name__})"]
+    changed = [n for n in want if got.get(n) != want[n]]
+    return changed + [f"{n} (not in the manifest)" for n in got if n not in want]
+
+
+def verify_shard(path: str | os.PathLike[str], stamp_dir: str | os.PathLike[str] | None = None,
+                 use_stamp: bool = True) -> dict:
+    """Check a shard's sha256 against its manifest (``<split>-NNNNNN.json`` beside the tar); return the manifest.
+
+    A verification stamp is kept in ``stamp_dir`` (default :func:`stamp_dir_default`); while the tar's
+    path, size, mtime, ctime, inode and the manifest's sha256 are unchanged, the hash is not recomputed.
+    Raises :class:`ShardIntegrityError` naming the shard (and the changed members, where the manifest
+    lists member hashes)."""
+    tar = Path(path)
+    man_path = tar.with_suffix(".json")
+    if not tar.is_file():
+        raise ShardIntegrityError(tar, "missing")
+    if not man_path.is_file():
+        raise ShardIntegrityError(tar, f"no manifest {man_path.name} beside it: cannot verify the shard")
+    try:
+        man = json.loads(man_path.read_text())
+        want = man["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ShardIntegrityError(tar, f"manifest {man_path.name} unreadable ({type(e).__name__}: {e})") from e
+    record = _stamp_record(tar, want)
+    stamp = _stamp_path(tar, stamp_dir)
+    if use_stamp:
+        try:
+            if json.loads(stamp.read_text()) == record:
+                return man
+        except (OSError, ValueError):  # no stamp yet, or a broken one: verify
+            pass
+    digest = sha256_file(tar)
+    if digest != want:
+        changed = _changed_members(tar, man) if man.get("members") else []
+        raise ShardIntegrityError(
+            tar, f"sha256 {digest[:16]}... differs from its manifest {man_path.name} ({want[:16]}...): modified or "
+                 "corrupted" + (f"; changed members: {', '.join(changed)}" if changed else ""),
+            member=changed[0] if len(changed) == 1 else None)
+    if _stamp_record(tar, want) == record:  # unchanged while we hashed it
+        try:
+            write_json(stamp, record)
+        except OSError as e:  # a read-only cache only costs re-hashing next time
+            log.debug("cannot write verification stamp %s: %s", stamp, e)
+    return man
+
+
+def verify_shards(shards: Iterable[str | os.PathLike[str]], stamp_dir: str | os.PathLike[str] | None = None
+                  ) -> list[dict]:
+    """:func:`verify_shard` for each shard; returns the manifests (raises on the first bad shard)."""
+    return [verify_shard(s, stamp_dir) for s in shards]
+
+
+def sample_identity(key: str, meta: dict) -> str:
+    """A sample's identity from its own meta.json (``identity_id``; AnyHead renders and photos both write it)."""
+    ident = meta.get("identity_id")
+    if not ident:
+        raise ShardIntegrityError(f"sample {key}", "meta.json has no identity_id", f"{key}.meta.json")
+    return str(ident)
+
+
+def check_split_identities(splits: dict | str | os.PathLike[str], split: str,
+                           samples: Iterable[tuple[str, dict]]) -> None:
+    """Check (key, meta) pairs of a split's samples against the split manifest (``splits.json`` or its dict):
+    every key is listed in the split, every sample's own identity is one of the split's identities and of no
+    other split's, and every listed key is present. Raises :class:`ShardIntegrityError` listing all problems."""
+    src = "splits.json"
+    if not isinstance(splits, dict):
+        src = str(splits)
+        splits = json.loads(Path(splits).read_text())
+    info = splits["splits"].get(split)
+    if info is None:
+        raise ShardIntegrityError(src, f"no split {split!r}")
+    keys, idents = set(info["keys"]), set(info.get("identities", []))
+    others = {i: s for s, inf in splits["splits"].items() if s != split for i in inf.get("identities", [])}
+    problems, seen = [], set()
+    for key, meta in samples:
+        seen.add(key)
+        ident = meta.get("identity_id")
+        if key not in keys:
+            problems.append(f"sample {key} is not listed in split {split!r}")
+        if not ident:
+            problems.append(f"sample {key}: meta.json has no identity_id")
+        elif ident in others:
+            problems.append(f"sample {key}: identity {ident} belongs to split {others[ident]!r}")
+        elif ident not in idents:
+            problems.append(f"sample {key}: identity {ident} is not among split {split!r}'s identities")
+    missing = sorted(keys - seen)
+    if missing:
+        problems.append(f"{len(missing)} listed samples missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    if problems:
+        raise ShardIntegrityError(src, f"split {split!r}: " + "; ".join(problems))
 
 
 def verify(folder: str | os.PathLike[str]) -> list[str]:
@@ -146,8 +310,10 @@ def verify(folder: str | os.PathLike[str]) -> list[str]:
             if not tar_path.exists():
                 problems.append(f"{tar_path}: missing")
                 continue
-            if sha256_file(tar_path) != man["sha256"]:
-                problems.append(f"{tar_path}: sha256 differs from {man_path.name}")
+            try:
+                verify_shard(tar_path, use_stamp=False)  # names the changed members where the manifest has them
+            except ShardIntegrityError as e:
+                problems.append(str(e))
                 continue
             try:
                 keys = [s["__key__"] for s in read_tar_samples(tar_path)]

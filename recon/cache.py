@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from anyhead.io import sha256_file, write_json
+from anyhead.io import write_json
 from anyhead.loader import shard_list
 from anyhead.samples import decode_sample
-from anyhead.shards import read_tar_samples
+from anyhead.shards import read_tar_samples, verify_shards
 
 from .data import RawSamples, make_batch
 
@@ -63,7 +63,9 @@ class SplitCache:
 
 
 def _shards_key(paths: list[str]) -> list[dict[str, Any]]:
-    return [{"name": Path(p).name, "sha256": sha256_file(p)} for p in paths]
+    """Each shard checked against its manifest (a stamp skips re-hashing unchanged files), and the
+    manifests' digests: what the cache was built from."""
+    return [{"name": Path(p).name, "sha256": m["sha256"]} for p, m in zip(paths, verify_shards(paths))]
 
 
 def decode_split(shards: str | os.PathLike[str] | list[str]) -> SplitCache:
@@ -71,6 +73,7 @@ def decode_split(shards: str | os.PathLike[str] | list[str]) -> SplitCache:
     paths = shard_list(shards)
     if not paths:
         raise FileNotFoundError(f"{shards}: no shards (.tar) found")
+    verify_shards(paths)  # training must not run on modified data (raises ShardIntegrityError naming the shard)
     keys, cols = [], {a: [] for a in ARRAYS}
     for p in paths:
         for files in tqdm(list(read_tar_samples(p)), desc=f"cache {Path(p).name}", leave=False):
@@ -113,7 +116,7 @@ def load_or_build(shards: str | os.PathLike[str] | list[str], folder: str | os.P
         return SplitCache(m["keys"], *(np.load(folder / f"{a}.npy", mmap_mode="r") for a in ARRAYS))
     if folder.exists():
         log.info("rebuilding the training cache %s: the shards changed", folder)
-    cache = decode_split(paths)
+    cache = decode_split(paths)  # verified again: cheap with the stamps
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

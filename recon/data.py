@@ -20,13 +20,15 @@ from anyhead.shards import read_tar_samples
 
 
 class RawSamples:
-    """All samples of some shards, kept encoded, decoded on access."""
+    """All samples of some shards, kept encoded, decoded on access. Each shard is checked against its
+    manifest's sha256 first (a cached stamp skips re-hashing); a bad shard raises ``anyhead.shards.ShardError``
+    naming it: training must not run on modified data."""
 
     def __init__(self, shards: str | Path | list[str]) -> None:
         paths = shard_list(shards)
         if not paths:
             raise FileNotFoundError(f"{shards}: no shards (.tar) found")
-        self.files: list[dict[str, bytes]] = [s for p in paths for s in read_tar_samples(p)]
+        self.files: list[dict[str, bytes]] = [s for p in paths for s in read_tar_samples(p, verify=True)]
         if not self.files:
             raise ValueError(f"{shards}: the split is empty")
 

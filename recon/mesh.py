@@ -1,5 +1,8 @@
-"""Meshes from Gaussians' rendered depth: TSDF fusion with open3d, and area-uniform surface samples.
-Used by the inference CLI's mesh export and by the benchmark's geometry metrics."""
+"""Meshes from rendered depth: TSDF fusion with open3d, and area-uniform surface samples.
+
+Used by ``recon.infer`` (mesh export) and the benchmark's geometry (``benchmarks.metrics.geometry``
+re-exports both), so it lives in the library: ``recon`` never imports ``benchmarks``.
+"""
 from __future__ import annotations
 
 import numpy as np

@@ -12,6 +12,8 @@ from filelock import FileLock
 ROOT = Path(__file__).resolve().parents[1]
 ICT_ARCHIVE = Path(os.environ.get("ANYHEAD_ICT_ARCHIVE", ROOT.parent / "shared/ict-facekit/ICT-FaceKit-da5f95a.tar.gz"))
 CACHE = ROOT / ".cache"
+# shard verification stamps of test runs stay in the git-ignored cache, not in ~/.cache
+os.environ.setdefault("ANYHEAD_SHARD_STAMPS", str(CACHE / "shard-stamps"))
 
 # pytest-xdist already runs one worker per core: more threads per worker only oversubscribe CI's 2 cores
 os.environ.setdefault("OMP_NUM_THREADS", "1")
