@@ -142,9 +142,9 @@ def test_csim_on_anyhead_renders(ict_model, dlib_embedder):
     the same head seen 15 degrees away is closer than another head seen from the same camera."""
     from anyhead.cameras import Camera, intrinsics_from_fov, orbit_camera
     from anyhead.heads import HeadSpec, build_head
-    from tests.conftest import profile_config
     from anyhead.render.raycast import HeadRenderer, Lighting
     from anyhead.render.rigs import LOOK_AT, TARGET_DISTANCE, TARGET_FOV
+    from tests.conftest import profile_config
 
     K = intrinsics_from_fov(TARGET_FOV, 256, 256)
     views = {}
