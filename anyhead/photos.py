@@ -167,3 +167,35 @@ def draw_overlays(p: Portrait) -> dict[str, np.ndarray]:
     for k, col in enumerate([(255, 0, 0), (0, 200, 0), (0, 80, 255)]):
         d.line([*uv[0], *uv[k + 1]], fill=col, width=3 * r)
     return {"landmarks": np.asarray(lm_img), "pose": np.asarray(pose_img)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m anyhead.photos PHOTO --out DIR``: the crop, matte, landmarks and pose pictures of one portrait
+    (``astronaut`` for the built-in example; the README's docs/images/astronaut_*.png come from this)."""
+    import argparse
+    import json
+
+    from .io import save_png, write_bytes
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("photo", help="an image file, or 'astronaut'")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--res", type=int, default=256)
+    ap.add_argument("--focal-mm", type=float, default=None, help="35 mm-equivalent focal length (default: EXIF, else 50)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    name = "astronaut" if args.photo == "astronaut" else Path(args.photo).stem
+    p = analyse_portrait(astronaut() if args.photo == "astronaut" else load_image(args.photo), args.res, args.focal_mm,
+                         source=args.photo)
+    ov = draw_overlays(p)
+    out = Path(args.out)
+    matte = (np.repeat(p.alpha[..., None], 3, 2) * 255 + 0.5).astype(np.uint8)
+    for kind, img in (("crop", p.rgb), ("matte", np.concatenate([matte, p.on_white()], 1)), ("landmarks", ov["landmarks"]),
+                      ("pose", ov["pose"])):
+        save_png(out / f"{name}_{kind}.png", img)
+    write_bytes(out / f"{name}_pose.json", (json.dumps(p.pose.to_dict(), indent=2) + "\n").encode())
+    print(json.dumps(p.pose.to_dict()))
+
+
+if __name__ == "__main__":
+    main()
