@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from tiny_model import write_tiny_checkpoint
+from tests.tiny_model import write_tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -8,7 +8,7 @@ from PIL import Image
 from skimage import data
 
 from recon import infer
-from tiny_model import write_tiny_checkpoint
+from tests.tiny_model import write_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

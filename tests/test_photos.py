@@ -211,3 +211,33 @@ def test_pose_of_rendered_heads(posed_renders):
           f"|yaw| 40-60 mean {np.mean(wide):.1f} max {np.max(wide):.1f} degrees")
     assert np.mean(moderate) < 5.0 and np.max(moderate) < 9.0
     assert np.max(wide) < 16.0  # mediapipe compresses profile views: 60 degrees reads as ~52
+
+
+def test_tilted_face_is_found_and_set_upright(astro):
+    assert astro.pose.focal_source.startswith("prior 50")
+    a = Image.fromarray(np.asarray(astronaut().rgb))
+    tilted = np.asarray(a.rotate(30, resample=Image.BICUBIC, expand=True, fillcolor=(255, 255, 255)))
+    # the rotated canvas is larger: keep the focal length in pixels the same as the original's 50 mm prior
+    f = 50.0 * np.hypot(512, 512) / np.hypot(*tilted.shape[:2])
+    p = analyse_portrait(tilted, 256, f, matte=False, source="tilted")
+    roll = p.pose.yaw_pitch_roll[2]
+    print(f"tilted 30 degrees: roll {roll:.1f} (untilted {astro.pose.yaw_pitch_roll[2]:.1f})")
+    assert abs(roll - astro.pose.yaw_pitch_roll[2] + 30) < 3  # rotated counter-clockwise: head up tips left, roll -30
+    # the crop is upright again: the face lands where it does in the untilted photo's crop
+    shift = np.median(np.linalg.norm(p.crop_landmarks - astro.crop_landmarks, axis=1))
+    print(f"tilted crop vs untilted crop: landmarks {shift:.1f} px apart (256 px crop)")
+    assert shift < 5.0
+
+
+def test_exif_focal_length_is_used(astro_jpeg):
+    im = Image.open(astro_jpeg / "astro.jpg")
+    exif = im.getexif()
+    exif.get_ifd(0x8769)[0xA405] = 85  # FocalLengthIn35mmFilm
+    im.save(astro_jpeg / "astro_85mm.jpg", quality=95, exif=exif.tobytes())
+    photo = load_photo(astro_jpeg / "astro_85mm.jpg", 2048)
+    assert photo.focal_35mm == 85
+    p = analyse_portrait(photo, 64, None, matte=False)
+    assert p.pose.focal_source.startswith("exif 85")
+    assert np.isclose(p.pose.K[0, 0], 85 * np.hypot(512, 512) / np.hypot(36, 24))
+    base = analyse_portrait(load_image(astro_jpeg / "astro.jpg"), 64, None, matte=False)
+    assert 1.5 < p.pose.distance / base.pose.distance < 1.9  # a longer lens: the same face is farther away
