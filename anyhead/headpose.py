@@ -10,7 +10,9 @@ virtual camera that frames the head the way the training input rig does.
   lips, irises, eyelids and the face oval are left out (they move with expression and gaze or slide along
   the silhouette). The mean head is used because ICT's identity modes also tilt the face against the head
   frame: PnP of exact landmarks of random identities against the mean head is off by up to ~8 degrees, so
-  a face's pose is only defined to that level. Only the table is needed at run time, not the ICT archive.
+  a face's pose is only defined to that level. The table also holds where each landmark sits when seen
+  from each of the 7 render yaws (mediapipe's points slide over the face as it turns away); the solver
+  refits with the points for its current yaw. Only the table is needed at run time, not the ICT archive.
 * **Pose**: OpenCV's SQPnP, refined by Levenberg-Marquardt, with the photo's intrinsics: the focal
   length from EXIF (35 mm equivalent, on the image diagonal) when recorded, else :data:`FOCAL_PRIOR_MM`
   (documented prior: a 50 mm-equivalent "normal" lens; phone main cameras are ~26 mm, portrait lenses
@@ -45,6 +47,7 @@ RIG_HEAD_FILL = 0.8  # ... spans this fraction of the input frame
 MAX_REPROJ_REL = 0.12  # refuse when the RMS landmark error exceeds this fraction of the eye-corner distance
 DISTANCE_RANGE_M = (0.12, 20.0)  # a head closer or farther than this is not a plausible portrait
 MAX_YAW_DEG = 80.0
+YAW_ITERATIONS = 3
 EYE_CORNERS = (33, 263)  # mediapipe indices of the outer eye corners (right eye, left eye of the subject)
 
 
@@ -95,6 +98,18 @@ def template() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.asarray(t.MP_INDEX), np.asarray(t.ICT_VERTEX), np.asarray(t.POINTS, np.float64)
 
 
+def template_points(yaw_deg: float) -> np.ndarray:
+    """Template points (N, 3) for a camera at ``yaw_deg``: linear between the table's yaw bins (clamped)."""
+    from . import face_template as t
+
+    yaws = np.asarray(t.YAWS)
+    by = np.asarray(t.POINTS_BY_YAW, np.float64)
+    y = float(np.clip(yaw_deg, yaws[0], yaws[-1]))
+    j = int(np.clip(np.searchsorted(yaws, y) - 1, 0, len(yaws) - 2))
+    w = (y - yaws[j]) / (yaws[j + 1] - yaws[j])
+    return (1 - w) * by[j] + w * by[j + 1]
+
+
 def photo_intrinsics(width: int, height: int, focal_35mm: float) -> np.ndarray:
     """Pinhole K for a 35 mm-equivalent focal length (defined on the diagonal, so portrait and
     landscape frames agree), principal point at the image centre."""
@@ -113,10 +128,16 @@ def solve_head_pose(uv: np.ndarray, K: np.ndarray, width: int, height: int, sour
     # cv2 uses pixel-index coordinates (centres at integers): shift the principal point, not the points
     Kc = K.copy()
     Kc[:2, 2] -= 0.5
-    ok, rvec, tvec = cv2.solvePnP(pts, img - 0.0, Kc, None, flags=cv2.SOLVEPNP_SQPNP)
+    ok, rvec, tvec = cv2.solvePnP(pts, img, Kc, None, flags=cv2.SOLVEPNP_SQPNP)
     if not ok:
         raise InputError(source, "head pose could not be solved from the face landmarks")
     rvec, tvec = cv2.solvePnPRefineLM(pts, img, Kc, None, rvec, tvec)
+    # mediapipe's landmarks slide over the face as it turns: refit with the template points for the current yaw
+    for _ in range(YAW_ITERATIONS):
+        R, _ = cv2.Rodrigues(rvec)
+        c = -R.T @ tvec.ravel() - LOOK_AT
+        pts = template_points(float(np.degrees(np.arctan2(c[0], c[2]))))
+        rvec, tvec = cv2.solvePnPRefineLM(pts, img, Kc, None, rvec, tvec)
     R, _ = cv2.Rodrigues(rvec)
     w2c = np.eye(4)
     w2c[:3, :3], w2c[:3, 3] = R, tvec.ravel()
@@ -139,7 +160,9 @@ def solve_head_pose(uv: np.ndarray, K: np.ndarray, width: int, height: int, sour
 def _pose_report(w2c: np.ndarray, K: np.ndarray, width: int, height: int, uv: np.ndarray, focal_source: str) -> HeadPose:
     from .cameras import project
 
-    mp_idx, _, pts = template()
+    mp_idx, _, _ = template()
+    c = camera_center(w2c) - LOOK_AT
+    pts = template_points(float(np.degrees(np.arctan2(c[0], c[2]))))
     proj, _ = project(pts, w2c, K)
     err = np.linalg.norm(proj - uv[mp_idx], axis=1)
     eye = float(np.linalg.norm(uv[EYE_CORNERS[0]] - uv[EYE_CORNERS[1]]))
@@ -194,7 +217,8 @@ def apply_homography(H: np.ndarray, uv: np.ndarray) -> np.ndarray:
 
 # -- building the template table (offline; needs the ICT archive) ----------------------------------
 
-TEMPLATE_POSES = [(y, p) for y in (-60.0, -40.0, -20.0, 0.0, 20.0, 40.0, 60.0) for p in (-25.0, 0.0, 25.0)]
+TEMPLATE_YAWS = (-60.0, -40.0, -20.0, 0.0, 20.0, 40.0, 60.0)
+TEMPLATE_POSES = [(y, p) for y in TEMPLATE_YAWS for p in (-25.0, 0.0, 25.0)]
 TEMPLATE_SEEDS = (3, 11, 27, 41, 58, 77)
 TEMPLATE_TOL_M = 0.005
 
@@ -214,7 +238,7 @@ def build_template(model: Any, res: int = 384, seeds: tuple[int, ...] = TEMPLATE
     excluded -= set(EYE_CORNERS) | {133, 362}  # eye corners are rigid and well localised: keep them
     face_verts = np.unique(model.faces[model.face_mask(("M_Face",))])
     mean_v = model.vertices().astype(np.float64)
-    lifted, centres = [], []  # per view: (478, 3) landmarks carried over to the mean head (nan: not on skin); camera
+    lifted, centres, yaws = [], [], []  # per view: (478, 3) landmarks carried over to the mean head (nan: not on skin); camera
     for seed in seeds:
         spec = HeadSpec.sample(model, seed)
         spec.identity[:] = 0.0  # the mean head: identity modes also tilt the face by degrees (see module doc)
@@ -243,6 +267,7 @@ def build_template(model: Any, res: int = 384, seeds: tuple[int, ...] = TEMPLATE
             p3[~on_skin | (dist > 0.004)] = np.nan
             lifted.append(p3)
             centres.append(camera_center(cam.w2c))
+            yaws.append(yaw)
     P = np.stack(lifted)  # (views, 478, 3)
     # judge each landmark only in the views that see its surface point (hidden ones are guesses)
     import trimesh
@@ -262,8 +287,18 @@ def build_template(model: Any, res: int = 384, seeds: tuple[int, ...] = TEMPLATE
     ict_v = face_verts[j]
     log.info("template: %d renders, %d of 478 landmarks kept; median snap distance %.2f mm", len(P), len(keep),
              1000 * np.median(dist))
+    # where each landmark sits as a function of yaw (mediapipe's points slide as the face turns away)
+    yaws = np.asarray(yaws)
+    by_yaw = []
+    for y in TEMPLATE_YAWS:
+        Pb = P[yaws == y][:, keep]
+        ok = np.isfinite(Pb[..., 0]).sum(0) >= 3
+        with np.errstate(all="ignore"):
+            mb = np.nanmedian(Pb, axis=0) if ok.any() else np.zeros((len(keep), 3))
+        by_yaw.append(np.where(ok[:, None], mb, mean_v[ict_v]))
     return {"mp_index": [int(i) for i in keep], "ict_vertex": [int(v) for v in ict_v],
-            "points": mean_v[ict_v].round(6).tolist(),
+            "points": mean_v[ict_v].round(6).tolist(), "yaws": list(TEMPLATE_YAWS),
+            "points_by_yaw": np.round(np.stack(by_yaw), 6).tolist(),
             "spread_mm": (1000 * spread[keep]).round(2).tolist(), "snap_mm": (1000 * dist).round(2).tolist()}
 
 
@@ -278,6 +313,11 @@ def write_template_module(table: dict[str, Any], path: str | Path) -> None:
              f"ICT_VERTEX = {tuple(table['ict_vertex'])!r}",
              "POINTS = (",
              *[f"    ({x!r}, {y!r}, {z!r})," for x, y, z in table["points"]],
+             ")",
+             f"YAWS = {tuple(table['yaws'])!r}",
+             "# POINTS_BY_YAW[b][i]: where landmark i is seen on the mean head when the camera is at yaw YAWS[b]",
+             "POINTS_BY_YAW = (",
+             *["    (" + ", ".join(f"({x!r}, {y!r}, {z!r})" for x, y, z in pts) + ")," for pts in table["points_by_yaw"]],
              ")",
              f"SPREAD_MM = {tuple(table['spread_mm'])!r}",
              f"SNAP_MM = {tuple(table['snap_mm'])!r}",

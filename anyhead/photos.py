@@ -146,7 +146,7 @@ def draw_overlays(p: Portrait) -> dict[str, np.ndarray]:
     from PIL import ImageDraw
 
     from .cameras import project
-    from .headpose import template
+    from .headpose import template, template_points
     from .render.rigs import LOOK_AT
 
     res = p.rgb.shape[0]
@@ -157,8 +157,8 @@ def draw_overlays(p: Portrait) -> dict[str, np.ndarray]:
         d.ellipse([u - r, v - r, u + r, v + r], fill=(40, 220, 40))
     pose_img = Image.fromarray(p.rgb.copy())
     d = ImageDraw.Draw(pose_img)
-    mp_idx, _, pts = template()
-    uv_t, _ = project(pts, p.camera.w2c, p.camera.K)
+    mp_idx, _, _ = template()
+    uv_t, _ = project(template_points(p.pose.yaw_pitch_roll[0]), p.camera.w2c, p.camera.K)
     for (u, v), (a, b) in zip(p.crop_landmarks[mp_idx], uv_t):
         d.line([u, v, a, b], fill=(255, 255, 0), width=r)
         d.ellipse([a - r, b - r, a + r, b + r], fill=(255, 40, 40))
