@@ -7,8 +7,8 @@ virtual camera that frames the head the way the training input rig does.
   with the project's renderer (6 appearances x 21 poses, yaw +-60, pitch +-25), running the face mesh on
   each render, lifting every landmark to 3D with the render's depth and keeping landmarks that land on the
   same skin point (80th-percentile deviation under 5 mm over the views whose camera faces that point);
-  lips, irises, eyelids and the face oval are left out (they move with expression and gaze or slide along
-  the silhouette). The mean head is used because ICT's identity modes also tilt the face against the head
+  lips (and anything inside the enlarged outer lip contour), irises, eyelids and the face oval are left out
+  (they move with expression and gaze or slide along the silhouette). The mean head is used because ICT's identity modes also tilt the face against the head
   frame: PnP of exact landmarks of random identities against the mean head is off by up to ~8 degrees, so
   a face's pose is only defined to that level. The table also holds where each landmark sits when seen
   from each of the 7 render yaws (mediapipe's points slide over the face as it turns away); the solver
@@ -48,6 +48,7 @@ MAX_REPROJ_REL = 0.12  # refuse when the RMS landmark error exceeds this fractio
 DISTANCE_RANGE_M = (0.12, 20.0)  # a head closer or farther than this is not a plausible portrait
 MAX_YAW_DEG = 80.0
 YAW_ITERATIONS = 3
+OUTLIER_FACTOR = 3.0  # a landmark this many times the median reprojection error off is left out of the refit
 EYE_CORNERS = (33, 263)  # mediapipe indices of the outer eye corners (right eye, left eye of the subject)
 
 
@@ -132,12 +133,17 @@ def solve_head_pose(uv: np.ndarray, K: np.ndarray, width: int, height: int, sour
     if not ok:
         raise InputError(source, "head pose could not be solved from the face landmarks")
     rvec, tvec = cv2.solvePnPRefineLM(pts, img, Kc, None, rvec, tvec)
-    # mediapipe's landmarks slide over the face as it turns: refit with the template points for the current yaw
+    # mediapipe's landmarks slide over the face as it turns: refit with the template points for the current yaw;
+    # points far off the fit (an expression, an occluder) are left out of the refits
+    use = np.ones(len(pts), bool)
     for _ in range(YAW_ITERATIONS):
         R, _ = cv2.Rodrigues(rvec)
         c = -R.T @ tvec.ravel() - LOOK_AT
         pts = template_points(float(np.degrees(np.arctan2(c[0], c[2]))))
-        rvec, tvec = cv2.solvePnPRefineLM(pts, img, Kc, None, rvec, tvec)
+        proj, _ = cv2.projectPoints(pts, rvec, tvec, Kc, None)
+        err = np.linalg.norm(proj[:, 0] - img, axis=1)
+        use = err < max(OUTLIER_FACTOR * np.median(err), 1.0)
+        rvec, tvec = cv2.solvePnPRefineLM(pts[use], img[use], Kc, None, rvec, tvec)
     R, _ = cv2.Rodrigues(rvec)
     w2c = np.eye(4)
     w2c[:3, :3], w2c[:3, 3] = R, tvec.ravel()
@@ -282,7 +288,11 @@ def build_template(model: Any, res: int = 384, seeds: tuple[int, ...] = TEMPLATE
     # mediapipe's points slide a few mm with viewpoint and identity: judge each by its 80th-percentile deviation
     spread = np.nanpercentile(np.linalg.norm(P - med[None], axis=-1), 80, axis=0)
     seen = (np.isfinite(P[..., 0]).sum(0) >= 0.8 * facing.sum(0)) & (facing.mean(0) > 0.3)
-    keep = [i for i in range(478) if seen[i] and spread[i] < TEMPLATE_TOL_M and i not in excluded]
+    # the lips move with every expression: leave out whatever lands inside the (enlarged) outer lip contour
+    lip = mean_v[model.landmarks[48:60]]
+    c, half = lip.mean(0), (lip.max(0) - lip.min(0)) / 2 * np.array([1.25, 1.6, 1.0])
+    in_lips = (((np.nan_to_num(med) - c)[:, :2] / half[:2]) ** 2).sum(1) < 1.0
+    keep = [i for i in range(478) if seen[i] and spread[i] < TEMPLATE_TOL_M and i not in excluded and not in_lips[i]]
     dist, j = cKDTree(mean_v[face_verts]).query(med[keep])
     ict_v = face_verts[j]
     log.info("template: %d renders, %d of 478 landmarks kept; median snap distance %.2f mm", len(P), len(keep),
