@@ -7,13 +7,15 @@ virtual camera that frames the head the way the training input rig does.
   with the project's renderer (6 appearances x 21 poses, yaw +-60, pitch +-25), running the face mesh on
   each render, lifting every landmark to 3D with the render's depth and keeping landmarks that land on the
   same skin point (80th-percentile deviation under 5 mm over the views whose camera faces that point);
-  lips (and anything inside the enlarged outer lip contour), irises, eyelids and the face oval are left out
-  (they move with expression and gaze or slide along the silhouette). The mean head is used because ICT's identity modes also tilt the face against the head
-  frame: PnP of exact landmarks of random identities against the mean head is off by up to ~8 degrees, so
-  a face's pose is only defined to that level. The table also holds where each landmark sits when seen
-  from each of the 7 render yaws (mediapipe's points slide over the face as it turns away); the solver
-  refits with the points for its current yaw. Only the table is needed at run time, not the ICT archive.
-* **Pose**: OpenCV's SQPnP, refined by Levenberg-Marquardt, with the photo's intrinsics: the focal
+  lips (and anything inside the enlarged outer lip contour), irises, eyelids and the face oval are left
+  out (they move with expression and gaze or slide along the silhouette). The mean head is used because
+  ICT's identity modes also tilt the face against the head frame: PnP of exact landmarks of random
+  identities against the mean head is off by up to ~8 degrees, so a face's pose is only defined to that
+  level. The table also holds where each landmark sits when seen from each of the 7 render yaws
+  (mediapipe's points slide over the face as it turns away); the solver refits with the points for its
+  current yaw, leaving out landmarks far off the fit. Only the table is needed at run time, not the ICT
+  archive.
+* **Pose**: OpenCV's SQPnP (EPnP for degenerate input), refined by Levenberg-Marquardt, with the photo's intrinsics: the focal
   length from EXIF (35 mm equivalent, on the image diagonal) when recorded, else :data:`FOCAL_PRIOR_MM`
   (documented prior: a 50 mm-equivalent "normal" lens; phone main cameras are ~26 mm, portrait lenses
   85 mm, and the distance PnP finds scales with the focal length while the framing below does not).
@@ -47,6 +49,7 @@ RIG_HEAD_FILL = 0.8  # ... spans this fraction of the input frame
 MAX_REPROJ_REL = 0.12  # refuse when the RMS landmark error exceeds this fraction of the eye-corner distance
 DISTANCE_RANGE_M = (0.12, 20.0)  # a head closer or farther than this is not a plausible portrait
 MAX_YAW_DEG = 80.0
+MIN_EYE_DISTANCE_PX = 12.0
 YAW_ITERATIONS = 3
 OUTLIER_FACTOR = 3.0  # a landmark this many times the median reprojection error off is left out of the refit
 EYE_CORNERS = (33, 263)  # mediapipe indices of the outer eye corners (right eye, left eye of the subject)
@@ -129,7 +132,10 @@ def solve_head_pose(uv: np.ndarray, K: np.ndarray, width: int, height: int, sour
     # cv2 uses pixel-index coordinates (centres at integers): shift the principal point, not the points
     Kc = K.copy()
     Kc[:2, 2] -= 0.5
-    ok, rvec, tvec = cv2.solvePnP(pts, img, Kc, None, flags=cv2.SOLVEPNP_SQPNP)
+    try:
+        ok, rvec, tvec = cv2.solvePnP(pts, img, Kc, None, flags=cv2.SOLVEPNP_SQPNP)
+    except cv2.error:  # SQPnP refuses landmarks spread over very few pixels (a tiny or distant face): EPnP copes
+        ok, rvec, tvec = cv2.solvePnP(pts, img, Kc, None, flags=cv2.SOLVEPNP_EPNP)
     if not ok:
         raise InputError(source, "head pose could not be solved from the face landmarks")
     rvec, tvec = cv2.solvePnPRefineLM(pts, img, Kc, None, rvec, tvec)
@@ -150,6 +156,9 @@ def solve_head_pose(uv: np.ndarray, K: np.ndarray, width: int, height: int, sour
     pose = _pose_report(w2c, K, width, height, uv, focal_source)
     yaw, pitch, _ = pose.yaw_pitch_roll
     eye = pose.eye_distance_px
+    if eye < MIN_EYE_DISTANCE_PX:
+        raise InputError(source, f"the face is too small to analyse: {eye:.0f} px between the eye corners "
+                                 f"(at least {MIN_EYE_DISTANCE_PX:.0f} px needed)")
     if pose.reproj_rms_px > MAX_REPROJ_REL * eye:
         raise InputError(source, f"the face landmarks do not fit a head: reprojection error {pose.reproj_rms_px:.1f} px RMS "
                                  f"is {pose.reproj_rms_px / eye:.0%} of the eye distance (limit {MAX_REPROJ_REL:.0%}); "

@@ -50,3 +50,12 @@ def test_folder_mode_reports_every_photo(tmp_path, photos, capsys):
     assert report["broken.jpg"]["status"] == "skipped" and "unreadable" in report["broken.jpg"]["reason"]
     out = capsys.readouterr().out
     assert "1 of 3 photos reconstructed" in out and "wall.png: skipped: no face" in out
+
+
+def test_single_photo_errors_name_the_file(tmp_path, photos):
+    ck = write_tiny_checkpoint(tmp_path / "ck.pt")
+    with pytest.raises(SystemExit, match=r"wall\.png: no face found"):
+        infer.main([str(photos / "wall.png"), "--checkpoint", str(ck), "--out", str(tmp_path / "x.ply")])
+    with pytest.raises(SystemExit, match=r"broken\.jpg: unreadable image"):
+        infer.main([str(photos / "broken.jpg"), "--checkpoint", str(ck), "--out", str(tmp_path / "x.ply")])
+    assert not (tmp_path / "x.ply").exists()

@@ -241,3 +241,20 @@ def test_exif_focal_length_is_used(astro_jpeg):
     assert np.isclose(p.pose.K[0, 0], 85 * np.hypot(512, 512) / np.hypot(36, 24))
     base = analyse_portrait(load_image(astro_jpeg / "astro.jpg"), 64, None, matte=False)
     assert 1.5 < p.pose.distance / base.pose.distance < 1.9  # a longer lens: the same face is farther away
+
+
+def test_implausible_fits_are_refused(astro):
+    from anyhead.headpose import solve_head_pose
+
+    lm = astro.landmarks.uv
+    K, (H, W) = astro.pose.K, astro.photo.rgb.shape[:2]
+    scrambled = lm[np.random.default_rng(0).permutation(len(lm))]
+    with pytest.raises(InputError, match="bad.png: the face landmarks do not fit a head"):
+        solve_head_pose(scrambled, K, W, H, "bad.png")
+    tiny = (lm - lm.mean(0)) * 0.1 + lm.mean(0)
+    with pytest.raises(InputError, match="tiny.png: the face is too small"):
+        solve_head_pose(tiny, K, W, H, "tiny.png")
+    K_tele = K * [[40], [40], [1]]  # a 2000 mm lens: the head would be 50 m away
+    K_tele[:2, 2] = K[:2, 2]
+    with pytest.raises(InputError, match="far.png: implausible head pose: the head would be"):
+        solve_head_pose(lm, K_tele, W, H, "far.png")
