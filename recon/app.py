@@ -31,9 +31,9 @@ class Demo:
     """The model plus the per-request pipeline; outputs go to a fresh folder under ``work_dir``."""
 
     def __init__(self, checkpoint: str | Path, device: str, work_dir: str | Path) -> None:
-        from .infer import load_model
+        from .infer import load_weights
 
-        self.model, self.ck = load_model(checkpoint, device)
+        self.model, self.ck = load_weights(checkpoint, device)
         self.checkpoint = Path(checkpoint)
         self.device = device
         self.work_dir = Path(work_dir)

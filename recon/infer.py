@@ -39,7 +39,8 @@ from .train import load_checkpoint
 log = logging.getLogger(__name__)
 
 
-WEIGHT_PATTERNS = ("any3davatar-*.pt", "any3davatar-*.safetensors", "checkpoint.pt")
+RELEASE_PATTERNS = ("any3davatar-*.pt", "any3davatar-*.safetensors")  # released weights: the newest of these wins
+FALLBACK_NAME = "checkpoint.pt"  # a training run's checkpoint copied into weights/
 
 
 def weight_dirs() -> list[Path]:
@@ -49,23 +50,24 @@ def weight_dirs() -> list[Path]:
 
 
 def find_weights(dirs: list[Path] | None = None) -> Path:
-    """The newest released weights (see module doc); SystemExit with what was looked for if none."""
+    """The newest released weights (see module doc); SystemExit saying what was looked for if none."""
     dirs = weight_dirs() if dirs is None else dirs
     for d in dirs:
-        for pattern in WEIGHT_PATTERNS:
-            hits = sorted(d.glob(pattern), key=lambda p: (p.stat().st_mtime, p.name))
-            if hits:
-                return hits[-1]
-    looked = ", ".join(f"{d}/{{{','.join(WEIGHT_PATTERNS)}}}" for d in dirs)
+        hits = [p for pattern in RELEASE_PATTERNS for p in d.glob(pattern) if p.is_file()]
+        if hits:
+            return max(hits, key=lambda p: (p.stat().st_mtime, p.name))
+        if (d / FALLBACK_NAME).is_file():
+            return d / FALLBACK_NAME
+    looked = ", ".join(f"{d}/{{{','.join((*RELEASE_PATTERNS, FALLBACK_NAME))}}}" for d in dirs)
     raise SystemExit(f"no Any3DAvatar weights found (looked for {looked}). No weights have been released yet: "
                      "train a model (python -m recon.train, or `make demo`) and pass --checkpoint PATH, "
                      "or put a checkpoint into weights/ as any3davatar-<name>.pt")
 
 
-def load_model(path: str | Path, device: str) -> tuple[torch.nn.Module, dict]:
+def load_weights(path: str | Path, device: str) -> tuple[torch.nn.Module, dict]:
     """The model in eval mode on ``device`` and its checkpoint record (the one place that loads weights)."""
     path = Path(path)
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors":  # recon.checkpoints (issue 9) reads them; recon.train.load_checkpoint cannot
         raise SystemExit(f"{path}: .safetensors weights are not readable by this version (it reads .pt checkpoints)")
     model, ck = load_checkpoint(path, map_location=device)
     return model.to(device).eval(), ck
@@ -216,18 +218,24 @@ def main(argv: list[str] | None = None) -> None:
     src = Path(args.portrait)
     if not src.exists():
         raise SystemExit(f"{src}: no such photo or folder")
-    model, ck = load_model(args.checkpoint or find_weights(), args.device)
+    model, ck = load_weights(args.checkpoint or find_weights(), args.device)
     if src.is_dir():
         reconstruct_folder(model, ck, src, Path(args.out), args.device, args.focal_mm, bool(args.splat), bool(args.mesh),
                            bool(args.turntable))
         return
     out = Path(args.out)
-    name = lambda v, suffix: (out.with_suffix(suffix) if v is True else v)  # noqa: E731 - bare flag: next to --out
     try:
-        reconstruct_file(model, ck, src, out, args.device, args.focal_mm, name(args.splat, ".splat"),
-                         name(args.mesh, ".mesh.ply") if args.mesh is True else args.mesh, name(args.turntable, ".gif"))
+        reconstruct_file(model, ck, src, out, args.device, args.focal_mm, _beside(args.splat, out, ".splat"),
+                         _beside(args.mesh, out, ".mesh.ply"), _beside(args.turntable, out, ".gif"))
     except InputError as e:
         raise SystemExit(f"error: {e}") from e
+
+
+def _beside(flag: str | bool | None, out: Path, suffix: str) -> Path | None:
+    """An optional output given as a path, or as a bare flag (True): then next to ``out`` with ``suffix``."""
+    if flag is True:
+        return out.with_suffix(suffix)
+    return Path(flag) if flag else None
 
 
 if __name__ == "__main__":

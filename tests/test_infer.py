@@ -32,6 +32,8 @@ def test_newest_weights_found_by_default(tmp_path, monkeypatch, photos):
     new = write_tiny_checkpoint(w / "any3davatar-new.pt")
     os.utime(old, (1, 1))
     assert infer.find_weights([w]) == new
+    fallback = write_tiny_checkpoint(tmp_path / "other" / "checkpoint.pt")
+    assert infer.find_weights([tmp_path / "empty", tmp_path / "other"]) == fallback
     monkeypatch.chdir(tmp_path)
     infer.main([str(photos / "astronaut.jpg"), "--out", str(tmp_path / "head.ply"), "--splat"])
     from recon.export import load_ply

@@ -25,8 +25,11 @@ def astro():
 
 
 def test_rig_framing_constants_match_the_training_rig():
-    cam, info = sample_input_camera(np.random.default_rng(0), 256, {"input_yaw": 0, "input_pitch": 0, "focal_mm": [50, 50],
-                                                                    "distance_jitter": 0.0})
+    rng = np.random.default_rng(0)
+    try:  # the typed-config signature (issue 9)
+        cam, info = sample_input_camera(rng, 256, max_yaw=0.0, max_pitch=0.0, focal_mm=(50.0, 50.0), distance_jitter=0.0)
+    except TypeError:  # the dict-config signature before it
+        cam, info = sample_input_camera(rng, 256, {"input_yaw": 0, "input_pitch": 0, "focal_mm": [50, 50], "distance_jitter": 0.0})
     assert np.isclose(cam.K[0, 0] / info["distance"], RIG_HEAD_FILL * 256 / RIG_HEAD_SPAN_M)
 
 
