@@ -22,9 +22,36 @@ import torch
 
 log = logging.getLogger(__name__)
 
+# gradio's splat viewer assumes the 3DGS (COLMAP) frame, y down, and ignores camera_position: its copy of the head is
+# turned upside down into that frame, yawed to face its default camera and scaled up to fill the view (checked by eye in
+# headless chromium with a head coloured by region). Downloads stay in the metric head frame.
+VIEWER_YAW_DEG = -25.0
+VIEWER_SCALE = 4.0
 TURNTABLE_FRAMES = 24
 TURNTABLE_RES = 160
 MESH_RES = 128  # TSDF fusion views; the CPU rasterizer makes this the slow step
+
+
+def _quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product of wxyz quaternions."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                        aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+
+
+def viewer_copy(g: Any, yaw_deg: float = VIEWER_YAW_DEG, scale: float = VIEWER_SCALE) -> Any:
+    """The Gaussians as gradio's splat viewer wants them (see VIEWER_YAW_DEG): rotated and scaled."""
+    from scipy.spatial.transform import Rotation
+
+    from .gaussians import Gaussians
+
+    R = Rotation.from_euler("y", yaw_deg, degrees=True) * Rotation.from_euler("x", 180, degrees=True)
+    x, y, z, w = R.as_quat()
+    q = torch.tensor([w, x, y, z], dtype=g.quats.dtype, device=g.quats.device)
+    Rm = torch.tensor(R.as_matrix(), dtype=g.means.dtype, device=g.means.device)
+    return Gaussians(g.means @ Rm.T * scale, _quat_mul(q.expand_as(g.quats), g.quats), g.log_scales + float(np.log(scale)),
+                     g.opacity_logits, g.colors, g.sh_degree)
 
 
 class Demo:
@@ -72,6 +99,7 @@ class Demo:
         pose = p.pose.to_dict()
         save_ply(g, out / "head.ply", antialiased=False, extra={"checkpoint_step": self.ck["step"], "input": {"pose": pose}})
         save_splat(g, out / "head.splat")
+        save_splat(viewer_copy(g), out / "viewer.splat")
         export_mesh(g, out / "head_mesh.ply", res=MESH_RES)
         turntable(g, out / "turntable.gif", frames=TURNTABLE_FRAMES, res=TURNTABLE_RES)
         for name, img in (("crop", p.rgb), ("matte", (p.alpha * 255 + 0.5).astype(np.uint8)), ("on_white", p.on_white()),
@@ -99,7 +127,7 @@ def build_ui(demo: Demo) -> Any:
             raise gr.Error(str(e)) from e
         d = r["dir"]
         return (str(d / "crop.png"), str(d / "matte.png"), str(d / "landmarks.png"), str(d / "pose.png"),
-                str(d / "head.splat"), str(d / "turntable.gif"),
+                str(d / "viewer.splat"), str(d / "turntable.gif"),
                 [str(d / "head.ply"), str(d / "head.splat"), str(d / "head_mesh.ply")], r["summary"])
 
     with gr.Blocks(title="Any3DAvatar: portrait to 3D Gaussian head") as app:
@@ -117,8 +145,7 @@ def build_ui(demo: Demo) -> Any:
                     lms = gr.Image(label="Landmarks", elem_id="landmarks", height=220)
                     pose = gr.Image(label="Pose (template reprojected, head axes)", elem_id="pose", height=220)
                 with gr.Row():
-                    viewer = gr.Model3D(label="3D Gaussian head (drag to orbit)", elem_id="viewer", height=360,
-                                        clear_color=(1.0, 1.0, 1.0, 1.0), camera_position=(90, 90, 0.8))
+                    viewer = gr.Model3D(label="3D Gaussian head (drag to orbit)", elem_id="viewer", height=360)
                     turn = gr.Image(label="Turntable", elem_id="turntable", height=360)
                 files = gr.File(label="Downloads: PLY (3DGS), .splat, mesh", file_count="multiple", elem_id="downloads")
         run.click(on_run, inputs=[photo], outputs=[crop, matte, lms, pose, viewer, turn, files, summary])
