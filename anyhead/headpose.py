@@ -129,9 +129,7 @@ def solve_head_pose(uv: np.ndarray, K: np.ndarray, width: int, height: int, sour
 
     mp_idx, _, pts = template()
     img = np.ascontiguousarray(uv[mp_idx], np.float64)
-    # cv2 uses pixel-index coordinates (centres at integers): shift the principal point, not the points
-    Kc = K.copy()
-    Kc[:2, 2] -= 0.5
+    Kc = np.asarray(K, np.float64)  # landmarks and K share the pixel-centre-at-half convention: no shift needed
     try:
         ok, rvec, tvec = cv2.solvePnP(pts, img, Kc, None, flags=cv2.SOLVEPNP_SQPNP)
     except cv2.error:  # SQPnP refuses landmarks spread over very few pixels (a tiny or distant face): EPnP copes
