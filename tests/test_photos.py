@@ -261,3 +261,18 @@ def test_implausible_fits_are_refused(astro):
     K_tele[:2, 2] = K[:2, 2]
     with pytest.raises(InputError, match="far.png: implausible head pose: the head would be"):
         solve_head_pose(lm, K_tele, W, H, "far.png")
+
+
+def test_template_table_matches_the_ict_model(ict_model):
+    """The committed face-mesh -> ICT table: its points are the mean head's vertices, and face-mesh points with a
+    known Multi-PIE counterpart (nose tip, nostril wings) sit on ICT's own 68-landmark vertices."""
+    from anyhead import face_template as t
+
+    V = ict_model.vertices().astype(np.float64)
+    assert np.allclose(np.asarray(t.POINTS), V[list(t.ICT_VERTEX)], atol=2e-6)
+    idx = list(t.MP_INDEX)
+    known = {4: 30, 98: 31, 327: 35}  # mediapipe index -> Multi-PIE landmark
+    for mp, pie in known.items():
+        d = np.linalg.norm(np.asarray(t.POINTS[idx.index(mp)]) - V[ict_model.landmarks[pie]])
+        assert d < 0.006, f"face-mesh point {mp} is {d * 1000:.1f} mm from Multi-PIE landmark {pie}"
+    assert np.asarray(t.POINTS_BY_YAW).shape == (len(t.YAWS), len(idx), 3)
