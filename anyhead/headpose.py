@@ -262,7 +262,8 @@ def build_template(model: Any, res: int = 384, seeds: tuple[int, ...] = TEMPLATE
         asset = build_head(model, spec, texture_size=256)
         verts = model.vertices(spec.identity).astype(np.float64)
         tree = cKDTree(verts[face_verts])
-        skin_part = [i for i, p in enumerate(asset.parts) if p.name == "skin"][0]
+        # eye corners hit the eyeball or lashes: count those parts too (points are snapped to face skin below)
+        skin_parts = [i for i, p in enumerate(asset.parts) if p.name in ("skin", "eyes", "eyelashes")]
         r = HeadRenderer(asset)
         for yaw, pitch in TEMPLATE_POSES:
             cam = Camera(orbit_camera(yaw, pitch, 0.8, LOOK_AT), intrinsics_from_focal_mm(60.0, res, res), res, res)
@@ -274,7 +275,7 @@ def build_template(model: Any, res: int = 384, seeds: tuple[int, ...] = TEMPLATE
                 continue
             ij = np.clip(np.floor(lm.uv).astype(int), 0, res - 1)
             depth = out.depth[ij[:, 1], ij[:, 0]]
-            on_skin = (out.part[ij[:, 1], ij[:, 0]] == skin_part) & (depth > 0)
+            on_skin = np.isin(out.part[ij[:, 1], ij[:, 0]], skin_parts) & (depth > 0)
             dist, j = tree.query(unproject(lm.uv, depth, cam.w2c, cam.K))
             p3 = mean_v[face_verts[j]]  # the same surface point on the mean head (identity removed)
             p3[~on_skin | (dist > 0.004)] = np.nan
