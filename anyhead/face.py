@@ -70,10 +70,11 @@ def _mp() -> Any:
     return mp
 
 
-@lru_cache(maxsize=1)
-def _detector() -> Any:
-    # model 1: the full-range (up to ~5 m) detector, so group photos and small faces work too
-    return _mp().solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=MIN_DETECTION_SCORE)
+@lru_cache(maxsize=2)
+def _detector(model: int) -> Any:
+    # model 1: the full-range (up to ~5 m) detector, for group photos and small faces; model 0: the short-range
+    # one (selfie distance), which also finds some close-up faces the full-range model misses
+    return _mp().solutions.face_detection.FaceDetection(model_selection=model, min_detection_confidence=MIN_DETECTION_SCORE)
 
 
 @lru_cache(maxsize=1)
@@ -99,14 +100,14 @@ def _resize(rgb: np.ndarray, scale: float) -> np.ndarray:
 
 
 def detect_faces(rgb: np.ndarray) -> list[FaceBox]:
-    """Face boxes in pixels of ``rgb``, largest first (full-range BlazeFace)."""
+    """Face boxes in pixels of ``rgb``, largest first (full-range BlazeFace, short-range when it finds none)."""
     H, W = rgb.shape[:2]
     s = min(1.0, DETECT_SIDE / max(H, W))
     small = np.ascontiguousarray(_resize(rgb, s))
     with _LOCK:
-        res = _detector().process(small)
+        detections = _detector(1).process(small).detections or _detector(0).process(small).detections or []
     boxes = []
-    for d in res.detections or []:
+    for d in detections:
         b = d.location_data.relative_bounding_box
         boxes.append(FaceBox(b.xmin * W, b.ymin * H, (b.xmin + b.width) * W, (b.ymin + b.height) * H, float(d.score[0])))
     return sorted(boxes, key=lambda b: -b.size)
