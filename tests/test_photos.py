@@ -276,3 +276,35 @@ def test_template_table_matches_the_ict_model(ict_model):
         d = np.linalg.norm(np.asarray(t.POINTS[idx.index(mp)]) - V[ict_model.landmarks[pie]])
         assert d < 0.006, f"face-mesh point {mp} is {d * 1000:.1f} mm from Multi-PIE landmark {pie}"
     assert np.asarray(t.POINTS_BY_YAW).shape == (len(t.YAWS), len(idx), 3)
+
+
+def test_crop_of_an_off_centre_photo_reproduces_the_rig_input(ict_model):
+    """A head rendered as a wide, off-centre 'photo' comes out of the pipeline looking like the training rig's
+    input render of the same head at the same camera centre (what the model was trained on)."""
+    from scipy.spatial.transform import Rotation
+
+    from anyhead.heads import HeadSpec, build_head
+    from anyhead.render import HeadRenderer, Lighting
+
+    spec = HeadSpec.sample(ict_model, 5)
+    spec.identity[:] = 0.0
+    spec.expression[:] = 0.0
+    spec.accessories = []
+    r = HeadRenderer(build_head(ict_model, spec, texture_size=256))
+    f, res = 50.0, 256
+    for yaw, pitch in [(0.0, 0.0), (30.0, 10.0)]:
+        d = RIG_HEAD_SPAN_M / RIG_HEAD_FILL / (36.0 / f)  # the rig's distance for this focal length, no jitter
+        rig = Camera(orbit_camera(yaw, pitch, d, LOOK_AT), intrinsics_from_focal_mm(f, res, res), res, res)
+        turn = Rotation.from_euler("xy", [6, -8], degrees=True).as_matrix()  # the photographer aims off the head
+        w2c = rig.w2c.copy()
+        w2c[:3] = turn @ w2c[:3]
+        photo = r.render(Camera(w2c, intrinsics_from_focal_mm(f, 1024, 1024), 1024, 1024), Lighting(shadows=False)).rgb
+        p = analyse_portrait(photo, res, f, matte=False, source=f"render yaw {yaw}")
+        expected = r.render(rig, Lighting(shadows=False)).rgb
+        rot = np.degrees(np.arccos(np.clip((np.trace(p.camera.w2c[:3, :3] @ rig.w2c[:3, :3].T) - 1) / 2, -1, 1)))
+        diff = np.abs(p.rgb.astype(float) - expected).mean()
+        dist = np.linalg.norm(p.camera.center - LOOK_AT) / np.linalg.norm(rig.center - LOOK_AT)
+        print(f"rig reproduction yaw {yaw}: camera {rot:.1f} degrees off, distance x{dist:.2f}, "
+              f"mean pixel difference {diff:.1f}/255")
+        assert rot < 4.0 and diff < 8.0
+        assert 0.8 < dist < 1.25  # scale comes from the mean face's size: perspective, not framing, depends on it
