@@ -107,7 +107,7 @@ def portrait_sample(image: np.ndarray | Photo, key: str, res: int = 256, focal_m
     files["meta.json"] = encode_json({"asset_id": key, "identity_id": f"photo-{key}", "source": "photo", "single_view": True,
                                       "face_box": p.landmarks.box.to_dict(), "faces_found": p.landmarks.n_faces,
                                       "head_pose": pose, "background": background,
-                                      "mask_source": "none" if background == "keep" else "mediapipe_selfie_segmentation+guided_filter",
+                                      "mask_source": "none" if background == "keep" else "mediapipe_selfie_segmentation+colour_model",
                                       "landmarks_crop": p.crop_landmarks.round(2).tolist(),
                                       "provenance": {"source": source or p.photo.source}, "convention": CONVENTION})
     return files
