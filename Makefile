@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	@ldconfig -p | grep -q libusb-1.0 || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 	  (apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q libusb-1.0-0 >/dev/null)); } || \
 	  echo "warning: libusb-1.0-0 missing; open3d (TSDF meshes) will not import: apt-get install libusb-1.0-0"
+	@# the web demo's browser test drives Debian's chromium through chromium-driver (selenium comes from .[dev])
+	@command -v chromedriver >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)); } || \
+	  echo "warning: chromium/chromium-driver missing; the demo's browser test will be skipped: apt-get install chromium chromium-driver"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# the CPU build of torch first, and the torchvision made for it (lpips needs torchvision; an unpinned one

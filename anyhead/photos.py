@@ -1,134 +1,128 @@
 """In-the-wild portraits as single-view samples.
 
-Faces are found with the LBP frontal-face cascade that ships with scikit-image; the portrait is
-cropped to a square around the face (with room for hair), resized, and the crop is recorded as a
-transform that updates the intrinsics. Unknown photo intrinsics default to a 50 mm-equivalent
-lens over the full frame; the pose is assumed frontal at the distance implied by the face width.
-Background handling: ``keep`` (mask of ones), ``estimate`` (a border-colour model keeps the
-region connected to the face) or ``white`` (estimate, then composite on white). Samples are
-flagged ``single_view`` and carry no targets or GT points.
+Pipeline (one portrait): robust loading (:mod:`anyhead.imageio`: EXIF orientation, any pixel format,
+bounded size) -> face detection and the 478-point face mesh (:mod:`anyhead.face`, mediapipe) -> head
+pose and camera by PnP against the template head, and a virtual camera that frames the head exactly as
+the training input rig does (:mod:`anyhead.headpose`) -> the photo warped onto that camera -> an alpha
+matte of head, hair and shoulders (:mod:`anyhead.matting`). Background handling: ``keep`` (mask of
+ones), ``estimate`` (the matte) or ``white`` (the matte, composited on white). Samples are flagged
+``single_view`` and carry no targets or GT points.
 """
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
-from .cameras import CONVENTION, Camera, intrinsics_from_focal_mm, orbit_camera
+from .cameras import CONVENTION, Camera
+from .face import FaceLandmarks, face_landmarks
+from .headpose import FOCAL_PRIOR_MM, HeadPose, apply_homography, photo_intrinsics, rig_camera, solve_head_pose, warp_to_rig
+from .imageio import Photo, load_photo, photo_from_array
 from .io import InputError
-from .render.rigs import LOOK_AT
+from .matting import alpha_matte, composite_on_white
 from .samples import encode_json, encode_view
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-FACE_WIDTH_M = 0.15  # detector box width in metres at the face (about temple to temple)
-CROP_SCALE = 2.6  # crop side / face box side: room for hair and chin
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+ANALYSIS_MAX_SIDE = 2048  # photos are shrunk to this before anything else: memory stays ~ this squared
+MATTE_RES = 512  # the crop is warped and matted at least this big, then area-downsampled to the sample size
+BACKGROUNDS = ("keep", "estimate", "white")
 
 
-def detect_faces(image: np.ndarray) -> list[dict[str, int]]:
-    """Face boxes (r, c, width, height), largest first, from scikit-image's LBP cascade."""
-    from skimage import data
-    from skimage.color import rgb2gray
-    from skimage.feature import Cascade
+@dataclass
+class Portrait:
+    """Everything known about one analysed portrait (all pixels are of the crop unless named photo_*)."""
 
-    detector = Cascade(data.lbp_frontal_face_cascade_filename())
-    gray = rgb2gray(image[..., :3]) if image.ndim == 3 else image
-    side = min(gray.shape)
-    boxes = detector.detect_multi_scale(img=gray, scale_factor=1.15, step_ratio=1, min_size=(max(24, side // 12),) * 2,
-                                        max_size=(side, side))
-    return sorted(boxes, key=lambda b: -b["width"] * b["height"])
+    photo: Photo
+    landmarks: FaceLandmarks  # in photo pixels (of photo.rgb)
+    pose: HeadPose  # the photo camera (photo pixels)
+    camera: Camera  # the rig-framed input camera of the crop
+    homography: np.ndarray  # photo pixels -> crop pixels
+    rgb: np.ndarray  # (res, res, 3) uint8 crop (background kept)
+    alpha: np.ndarray  # (res, res) float32 matte (ones if not estimated)
 
+    @property
+    def crop_landmarks(self) -> np.ndarray:
+        return apply_homography(self.homography, self.landmarks.uv)
 
-def crop_square(image: np.ndarray, cx: float, cy: float, side: float, res: int, fill: int = 255) -> np.ndarray:
-    """The square window centred at (cx, cy), padded with ``fill`` outside the image, resized."""
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    s = int(round(side))
-    canvas = np.full((s, s, 3), fill, np.uint8)
-    H, W = image.shape[:2]
-    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(W, x0 + s), min(H, y0 + s)
-    if sx1 > sx0 and sy1 > sy0:
-        canvas[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1, :3]
-    return np.asarray(Image.fromarray(canvas).resize((res, res), Image.BICUBIC))
+    def on_white(self) -> np.ndarray:
+        return composite_on_white(self.rgb, self.alpha)
 
 
-def estimate_foreground(image: np.ndarray, face: dict[str, int]) -> np.ndarray:
-    """Rough person mask: a head-and-shoulders prior around the face box, refined by distance
-    from the colours of the top border (assumed background); the face core is always kept."""
-    img = image[..., :3].astype(np.float32)
-    H, W = img.shape[:2]
-    r, c, h, w = face["r"], face["c"], face["height"], face["width"]
-    yy, xx = np.mgrid[0:H, 0:W]
-    fx, fy = c + w / 2, r + h / 2
-    head = ((xx - fx) / (0.95 * w)) ** 2 + ((yy - (fy - 0.15 * h)) / (1.3 * h)) ** 2 < 1
-    shoulders = (yy > fy + 0.6 * h) & (np.abs(xx - fx) < 0.8 * w + (yy - fy - 0.6 * h) * 1.2)
-    core = ((xx - fx) / (0.55 * w)) ** 2 + ((yy - fy) / (0.75 * h)) ** 2 < 1
-    top = img[0][:: max(1, W // 48)]
-    dist = np.min(np.linalg.norm(img[..., None, :] - top[None, None], axis=-1), axis=-1)
-    mask = ((head | shoulders) & (dist > 25)) | core
-    mask = ndimage.binary_fill_holes(ndimage.binary_opening(mask, iterations=2))
-    return ndimage.gaussian_filter(mask.astype(np.float32), 1.0)
+def as_photo(image: np.ndarray | Photo, source: str) -> Photo:
+    return image if isinstance(image, Photo) else photo_from_array(image, source, ANALYSIS_MAX_SIDE)
 
 
-def portrait_sample(image: np.ndarray, key: str, res: int = 256, focal_mm: float = 50.0, background: str = "keep",
-                    source: str = "") -> dict[str, bytes]:
-    """Files of one single-view sample (see :mod:`anyhead.samples`) from a portrait."""
-    if background not in ("keep", "estimate", "white"):
-        raise ValueError(f"background must be keep, estimate or white, not {background!r}")
-    faces = detect_faces(image)
-    if not faces:
-        raise InputError(source or key, "no face found by the frontal-face detector")
-    f = faces[0]
-    H, W = image.shape[:2]
-    K_full = intrinsics_from_focal_mm(focal_mm, W, H)
-    K_full[1, 2] = H / 2.0
-    cx, cy = f["c"] + f["width"] / 2, f["r"] + f["height"] / 2 + 0.1 * f["height"]
-    side = CROP_SCALE * max(f["width"], f["height"])
-    x0, y0 = cx - side / 2, cy - side / 2
-    distance = K_full[0, 0] * FACE_WIDTH_M / f["width"]
-    cam = Camera(orbit_camera(0.0, 0.0, distance, LOOK_AT), K_full, W, H).crop(round(x0), round(y0), round(side), round(side))
-    cam = cam.resize(res, res)
-    rgb = crop_square(image, cx, cy, side, res)
-    if background == "keep":
-        alpha = np.ones((res, res), np.float32)
+def analyse_portrait(image: np.ndarray | Photo, res: int, focal_mm: float | None, matte: bool = True,
+                     source: str = "portrait") -> Portrait:
+    """Landmarks, pose, rig-framed crop and matte of a portrait (see module doc).
+
+    ``focal_mm``: 35 mm-equivalent focal length; None uses EXIF, else :data:`anyhead.headpose.FOCAL_PRIOR_MM`."""
+    photo = as_photo(image, source)
+    src = photo.source
+    H, W = photo.rgb.shape[:2]
+    if focal_mm is not None:
+        f, fsrc = float(focal_mm), f"given {focal_mm:g} mm-equivalent"
+    elif photo.focal_35mm is not None:
+        f, fsrc = photo.focal_35mm, f"exif {photo.focal_35mm:g} mm-equivalent"
     else:
-        m = estimate_foreground(image, f)
-        alpha = crop_square((np.repeat(m[..., None], 3, 2) * 255).astype(np.uint8), cx, cy, side, res, fill=0)[..., 0] / 255.0
-        if background == "white":
-            rgb = (rgb * alpha[..., None] + 255 * (1 - alpha[..., None])).astype(np.uint8)
-    files = encode_view("input_000", rgb, alpha)
-    crop = {"x0": round(x0), "y0": round(y0), "size": round(side), "scale": res / round(side), "source_size": [W, H]}
+        f, fsrc = FOCAL_PRIOR_MM, f"prior {FOCAL_PRIOR_MM:g} mm-equivalent (no EXIF focal length)"
+    lm = face_landmarks(photo.rgb, src)
+    pose = solve_head_pose(lm.uv, photo_intrinsics(W, H, f), W, H, src, fsrc)
+    hi = max(res, MATTE_RES)
+    cam_hi, Hm = rig_camera(pose, hi)
+    crop = warp_to_rig(photo.rgb, Hm, hi)
+    alpha = alpha_matte(crop, apply_homography(Hm, lm.uv)) if matte else np.ones((hi, hi), np.float32)
+    if hi != res:
+        import cv2
+
+        crop = cv2.resize(crop, (res, res), interpolation=cv2.INTER_AREA)
+        alpha = cv2.resize(alpha, (res, res), interpolation=cv2.INTER_AREA)
+    S = np.diag([res / hi, res / hi, 1.0])
+    return Portrait(photo, lm, pose, cam_hi.resize(res, res), S @ Hm, crop, alpha)
+
+
+def portrait_sample(image: np.ndarray | Photo, key: str, res: int = 256, focal_mm: float | None = None,
+                    background: str = "keep", source: str = "") -> dict[str, bytes]:
+    """Files of one single-view sample (see :mod:`anyhead.samples`) from a portrait."""
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {BACKGROUNDS}, not {background!r}")
+    p = analyse_portrait(image, res, focal_mm, matte=background != "keep", source=source or key)
+    rgb = p.on_white() if background == "white" else p.rgb
+    files = encode_view("input_000", rgb, p.alpha)
+    pose = p.pose.to_dict()
+    yaw, pitch = pose["yaw"], pose["pitch"]
     files["cameras.json"] = encode_json({"convention": CONVENTION, "views": [
-        {"name": "input_000", "role": "input", "yaw": 0.0, "pitch": 0.0, **cam.to_dict(), "crop": crop,
-         "pose": "assumed_frontal", "intrinsics": f"assumed_{focal_mm:g}mm_equivalent"}]})
+        {"name": "input_000", "role": "input", "yaw": yaw, "pitch": pitch, **p.camera.to_dict(),
+         "crop": {"homography_photo_to_crop": p.homography.tolist(), "photo_size": [p.photo.rgb.shape[1], p.photo.rgb.shape[0]],
+                  "original_size": list(p.photo.original_size)},
+         "pose": "pnp_face_mesh", "intrinsics": pose["focal_source"]}]})
     files["meta.json"] = encode_json({"asset_id": key, "identity_id": f"photo-{key}", "source": "photo", "single_view": True,
-                                      "face_box": {k: int(v) for k, v in f.items()}, "background": background,
-                                      "mask_source": {"keep": "none", "estimate": "head_shoulder_prior_and_top_border_colour",
-                                                      "white": "head_shoulder_prior_and_top_border_colour"}[background],
-                                      "provenance": {"source": source or key}, "convention": CONVENTION})
+                                      "face_box": p.landmarks.box.to_dict(), "faces_found": p.landmarks.n_faces,
+                                      "head_pose": pose, "background": background,
+                                      "mask_source": "none" if background == "keep" else "mediapipe_selfie_segmentation+colour_model",
+                                      "landmarks_crop": p.crop_landmarks.round(2).tolist(),
+                                      "provenance": {"source": source or p.photo.source}, "convention": CONVENTION})
     return files
 
 
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError as e:
-        raise InputError(path, "image not found") from e
-    except Exception as e:  # PIL raises several types for bad files
-        raise InputError(path, f"unreadable image: {e}") from e
+def load_image(path: str | os.PathLike[str]) -> Photo:
+    """A portrait file, upright and shrunk for analysis (see :func:`anyhead.imageio.load_photo`)."""
+    return load_photo(path, ANALYSIS_MAX_SIDE)
 
 
-def photo_sources(cfg: dict[str, Any]) -> list[tuple[str, Any]]:
+def photo_sources(cfg: dict[str, Any]) -> list[tuple[str, Callable[[], Photo]]]:
     """(key, loader) pairs for the configured photos: the built-in astronaut and image folders."""
-    out: list[tuple[str, Any]] = []
+    out: list[tuple[str, Callable[[], Photo]]] = []
     if cfg.get("builtin_astronaut", True):
-        from skimage import data
-
-        out.append(("photo_astronaut", lambda: data.astronaut()))
+        out.append(("photo_astronaut", astronaut))
     for d in cfg.get("dirs", []):
         folder = Path(d)
         if not folder.is_dir():
@@ -137,3 +131,72 @@ def photo_sources(cfg: dict[str, Any]) -> list[tuple[str, Any]]:
             if p.suffix.lower() in IMAGE_SUFFIXES:
                 out.append((f"photo_{p.stem}", lambda p=p: load_image(p)))
     return out
+
+
+def astronaut() -> Photo:
+    """scikit-image's astronaut portrait (Eileen Collins, NASA, public domain)."""
+    from skimage import data
+
+    return photo_from_array(data.astronaut(), "skimage.data.astronaut", ANALYSIS_MAX_SIDE)
+
+
+def draw_overlays(p: Portrait) -> dict[str, np.ndarray]:
+    """Pictures for docs and the demo: landmarks on the crop, and the template's reprojected points and
+    head axes on it (the pose)."""
+    from PIL import ImageDraw
+
+    from .cameras import project
+    from .headpose import template, template_points
+    from .render.rigs import LOOK_AT
+
+    res = p.rgb.shape[0]
+    r = max(1, res // 256)
+    lm_img = Image.fromarray(p.rgb.copy())
+    d = ImageDraw.Draw(lm_img)
+    for u, v in p.crop_landmarks:
+        d.ellipse([u - r, v - r, u + r, v + r], fill=(40, 220, 40))
+    pose_img = Image.fromarray(p.rgb.copy())
+    d = ImageDraw.Draw(pose_img)
+    mp_idx, _, _ = template()
+    uv_t, _ = project(template_points(p.pose.yaw_pitch_roll[0]), p.camera.w2c, p.camera.K)
+    for (u, v), (a, b) in zip(p.crop_landmarks[mp_idx], uv_t):
+        d.line([u, v, a, b], fill=(255, 255, 0), width=r)
+        d.ellipse([a - r, b - r, a + r, b + r], fill=(255, 40, 40))
+    origin = np.asarray(LOOK_AT)
+    axes = origin + 0.08 * np.eye(3)
+    uv, _ = project(np.vstack([origin, axes]), p.camera.w2c, p.camera.K)
+    for k, col in enumerate([(255, 0, 0), (0, 200, 0), (0, 80, 255)]):
+        d.line([*uv[0], *uv[k + 1]], fill=col, width=3 * r)
+    return {"landmarks": np.asarray(lm_img), "pose": np.asarray(pose_img)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m anyhead.photos PHOTO --out DIR``: the crop, matte, landmarks and pose pictures of one portrait
+    (``astronaut`` for the built-in example; the README's docs/images/astronaut_*.png come from this)."""
+    import argparse
+    import json
+
+    from .io import save_png, write_bytes
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("photo", help="an image file, or 'astronaut'")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--res", type=int, default=256)
+    ap.add_argument("--focal-mm", type=float, default=None, help="35 mm-equivalent focal length (default: EXIF, else 50)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    name = "astronaut" if args.photo == "astronaut" else Path(args.photo).stem
+    p = analyse_portrait(astronaut() if args.photo == "astronaut" else load_image(args.photo), args.res, args.focal_mm,
+                         source=args.photo)
+    ov = draw_overlays(p)
+    out = Path(args.out)
+    matte = (np.repeat(p.alpha[..., None], 3, 2) * 255 + 0.5).astype(np.uint8)
+    for kind, img in (("crop", p.rgb), ("matte", np.concatenate([matte, p.on_white()], 1)), ("landmarks", ov["landmarks"]),
+                      ("pose", ov["pose"])):
+        save_png(out / f"{name}_{kind}.png", img)
+    write_bytes(out / f"{name}_pose.json", (json.dumps(p.pose.to_dict(), indent=2) + "\n").encode())
+    print(json.dumps(p.pose.to_dict()))
+
+
+if __name__ == "__main__":
+    main()

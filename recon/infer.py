@@ -1,12 +1,20 @@
 """Portrait in, 3D Gaussian head out.
 
-    python -m recon.infer PORTRAIT --checkpoint C --out head.ply [--splat head.splat] [--turntable head.gif]
+    python -m recon.infer PORTRAIT [--checkpoint C] --out head.ply [--splat head.splat] [--turntable head.gif]
+    python -m recon.infer FOLDER [--checkpoint C] --out OUTDIR [--splat] [--mesh] [--turntable]
 
-PORTRAIT is either a photo (the face is detected and cropped with ``anyhead.photos``; intrinsics
-default to a 50 mm-equivalent lens) or an AnyHead sample's input image (``.../input_000.png`` in a
-render folder): then the sample's own camera is used and its mask removes the background. The PLY
-is a standard 3DGS file in the head frame; the turntable is a GIF (or MP4 when imageio-ffmpeg is
-installed) orbiting the head.
+PORTRAIT is either a photo (face mesh, head pose by PnP, rig framing and matte with ``anyhead.photos``;
+the focal length comes from EXIF, ``--focal-mm`` or a 50 mm-equivalent prior) or an AnyHead sample's
+input image (``.../input_000.png`` in a render folder): then the sample's own camera is used and its
+mask removes the background. The PLY is a standard 3DGS file in the head frame; the turntable is a
+GIF (or MP4 when imageio-ffmpeg is installed) orbiting the head.
+
+Without ``--checkpoint`` the newest released weights under ``weights/`` (the working directory's, then
+the repository's) are used: ``any3davatar-*.safetensors``, else ``model.safetensors`` (safetensors only: loading
+a weights file never runs code).
+
+A FOLDER is processed photo by photo with a progress bar; a photo that fails is skipped with its
+reason, and ``OUTDIR/report.json`` lists every photo as ok (with its pose) or why not.
 """
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ from anyhead.cameras import intrinsics_from_fov, orbit_camera
 from anyhead.io import InputError, atomic_path
 from anyhead.render.rigs import LOOK_AT
 
-from .checkpoints import load_model
+from .checkpoints import CheckpointError, load_model
 from .data import input_on_white
 from .export import save_ply, save_splat
 from .gaussians import Gaussians
@@ -31,7 +39,41 @@ from .render import render
 log = logging.getLogger(__name__)
 
 
-def prepare_input(path: str | Path, size: int, focal_mm: float = 50.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+RELEASE_PATTERNS = ("any3davatar-*.safetensors",)  # released weights: the newest of these wins
+FALLBACK_NAME = "model.safetensors"  # a training run's weights copied into weights/
+
+
+def weight_dirs() -> list[Path]:
+    """Where released weights are looked for: ./weights, then the repository's weights/."""
+    dirs = [Path.cwd() / "weights", Path(__file__).resolve().parents[1] / "weights"]
+    return list(dict.fromkeys(d.resolve() for d in dirs))
+
+
+def find_weights(dirs: list[Path] | None = None) -> Path:
+    """The newest released weights (see module doc); SystemExit saying what was looked for if none."""
+    dirs = weight_dirs() if dirs is None else dirs
+    for d in dirs:
+        hits = [p for pattern in RELEASE_PATTERNS for p in d.glob(pattern) if p.is_file()]
+        if hits:
+            return max(hits, key=lambda p: (p.stat().st_mtime, p.name))
+        if (d / FALLBACK_NAME).is_file():
+            return d / FALLBACK_NAME
+    looked = ", ".join(f"{d}/{{{','.join((*RELEASE_PATTERNS, FALLBACK_NAME))}}}" for d in dirs)
+    raise SystemExit(f"no Any3DAvatar weights found (looked for {looked}). No weights have been released yet: "
+                     "train a model (python -m recon.train, or `make demo`) and pass --checkpoint PATH, "
+                     "or put a model.safetensors into weights/ as any3davatar-<name>.safetensors")
+
+
+def load_weights(path: str | Path, device: str) -> tuple[torch.nn.Module, dict]:
+    """The model in eval mode on ``device`` and its checkpoint record (the one place that loads weights)."""
+    try:
+        model, ck = load_model(path, map_location="cpu")  # safetensors only: a weights file never runs code
+    except CheckpointError as e:
+        raise SystemExit(f"error: {e}") from None
+    return model.to(device).eval(), ck
+
+
+def prepare_input(path: str | Path, size: int, focal_mm: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
     """(image (1, 3, s, s) on white, w2c (1, 4, 4), K (1, 3, 3) for s x s, info)."""
     from anyhead.photos import load_image, portrait_sample
     from anyhead.samples import decode_sample
@@ -49,9 +91,11 @@ def prepare_input(path: str | Path, size: int, focal_mm: float = 50.0) -> tuple[
         view = decode_sample(files)["views"][0]
         info = {"source": "anyhead_sample", "background": "removed with the sample's mask"}
     else:
-        view = decode_sample(portrait_sample(load_image(path), path.stem, res=size, focal_mm=focal_mm,
-                                             background="white", source=str(path)))["views"][0]
-        info = {"source": "photo", "background": "heuristic foreground mask", "pose": "assumed frontal"}
+        sample = decode_sample(portrait_sample(load_image(path), path.stem, res=size, focal_mm=focal_mm,
+                                               background="white", source=str(path)))
+        view = sample["views"][0]
+        info = {"source": "photo", "background": sample["meta"]["mask_source"], "pose": sample["meta"]["head_pose"],
+                "faces_found": sample["meta"]["faces_found"]}
     return (*input_on_white(view, size), info)  # the same preprocessing the benchmarks evaluate
 
 
@@ -102,32 +146,92 @@ def export_mesh(g: Gaussians, path: str | Path, res: int = 256) -> None:
             raise OSError(f"{path}: open3d could not write a {path.suffix} mesh")
 
 
-def main() -> None:
+def reconstruct_file(model: torch.nn.Module, ck: dict, portrait: str | Path, out: str | Path, device: str,
+                     focal_mm: float | None = None, splat: str | Path | None = None, mesh: str | Path | None = None,
+                     turntable_path: str | Path | None = None) -> dict:
+    """One portrait to a PLY (and optional .splat, mesh, turntable); returns the input info."""
+    image, w2c, K, info = prepare_input(portrait, model.cfg.image_size, focal_mm)
+    with torch.no_grad():
+        g = model.reconstruct(image.to(device), w2c.to(device), K.to(device))[0]
+    save_ply(g, out, antialiased=False, extra={"checkpoint_step": ck["step"], "input": info})
+    log.info("wrote %s (%d Gaussians)", out, g.num)
+    if splat:
+        save_splat(g, splat)
+    if mesh:
+        export_mesh(g, mesh)
+        log.info("wrote %s", mesh)
+    if turntable_path:
+        turntable(g, turntable_path)
+        log.info("wrote %s", turntable_path)
+    return info
+
+
+def reconstruct_folder(model: torch.nn.Module, ck: dict, folder: Path, out_dir: Path, device: str,
+                       focal_mm: float | None, splat: bool, mesh: bool, turntable_gif: bool) -> list[dict]:
+    """Every photo in ``folder``; failures are skipped and reported, ``out_dir/report.json`` lists all."""
+    from tqdm import tqdm
+
+    from anyhead.io import write_json
+    from anyhead.photos import IMAGE_SUFFIXES
+
+    photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not photos:
+        raise SystemExit(f"{folder}: no photos ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    report = []
+    for p in tqdm(photos, desc="photos", unit="photo"):
+        stem = out_dir / p.stem
+        try:
+            info = reconstruct_file(model, ck, p, stem.with_suffix(".ply"), device, focal_mm,
+                                    stem.with_suffix(".splat") if splat else None,
+                                    stem.with_name(f"{p.stem}_mesh.ply") if mesh else None,
+                                    stem.with_suffix(".gif") if turntable_gif else None)
+            report.append({"photo": str(p), "status": "ok", "ply": str(stem.with_suffix(".ply")), "input": info})
+        except InputError as e:
+            log.warning("skipped %s", e)
+            report.append({"photo": str(p), "status": "skipped", "reason": e.problem})
+    write_json(out_dir / "report.json", report)
+    n_ok = sum(r["status"] == "ok" for r in report)
+    print(f"{n_ok} of {len(report)} photos reconstructed into {out_dir}")
+    for r in report:
+        print(f"  {Path(r['photo']).name}: " + ("ok" if r["status"] == "ok" else f"skipped: {r['reason']}"))
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("portrait")
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--out", required=True, help="output .ply")
-    ap.add_argument("--splat", default=None, help="also write antimatter15 .splat")
-    ap.add_argument("--turntable", default=None, help=".gif or .mp4")
-    ap.add_argument("--mesh", default=None, help="also export a TSDF-fused mesh (.ply/.obj) of the Gaussians' depth")
-    ap.add_argument("--focal-mm", type=float, default=50.0, help="35 mm-equivalent focal length of a photo")
+    ap.add_argument("portrait", help="a photo, an AnyHead input_000.png, or a folder of photos")
+    ap.add_argument("--checkpoint", default=None, help="model checkpoint (default: the newest under weights/)")
+    ap.add_argument("--out", required=True, help="output .ply (a folder when PORTRAIT is a folder)")
+    ap.add_argument("--splat", nargs="?", const=True, default=None, help="also write antimatter15 .splat")
+    ap.add_argument("--turntable", nargs="?", const=True, default=None, help=".gif or .mp4")
+    ap.add_argument("--mesh", nargs="?", const=True, default=None,
+                    help="also export a TSDF-fused mesh (.ply/.obj) of the Gaussians' depth")
+    ap.add_argument("--focal-mm", type=float, default=None,
+                    help="35 mm-equivalent focal length of the photo (default: EXIF, else 50)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    model, ck = load_model(args.checkpoint, map_location=args.device)
-    model.to(args.device).eval()
-    image, w2c, K, info = prepare_input(args.portrait, model.cfg.image_size, args.focal_mm)
-    g = model.reconstruct(image.to(args.device), w2c.to(args.device), K.to(args.device))[0]
-    save_ply(g, args.out, antialiased=False, extra={"checkpoint_step": ck["step"], "input": info})
-    log.info("wrote %s (%d Gaussians)", args.out, g.num)
-    if args.splat:
-        save_splat(g, args.splat)
-    if args.mesh:
-        export_mesh(g, args.mesh)
-        log.info("wrote %s", args.mesh)
-    if args.turntable:
-        turntable(g, args.turntable)
-        log.info("wrote %s", args.turntable)
+    src = Path(args.portrait)
+    if not src.exists():
+        raise SystemExit(f"{src}: no such photo or folder")
+    model, ck = load_weights(args.checkpoint or find_weights(), args.device)
+    if src.is_dir():
+        reconstruct_folder(model, ck, src, Path(args.out), args.device, args.focal_mm, bool(args.splat), bool(args.mesh),
+                           bool(args.turntable))
+        return
+    out = Path(args.out)
+    try:
+        reconstruct_file(model, ck, src, out, args.device, args.focal_mm, _beside(args.splat, out, ".splat"),
+                         _beside(args.mesh, out, ".mesh.ply"), _beside(args.turntable, out, ".gif"))
+    except InputError as e:
+        raise SystemExit(f"error: {e}") from e
+
+
+def _beside(flag: str | bool | None, out: Path, suffix: str) -> Path | None:
+    """An optional output given as a path, or as a bare flag (True): then next to ``out`` with ``suffix``."""
+    if flag is True:
+        return out.with_suffix(suffix)
+    return Path(flag) if flag else None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,158 @@
+"""Offline: build the face-mesh -> ICT template table ``anyhead/face_template.py`` used by :mod:`anyhead.headpose`.
+
+    python -m anyhead.build_face_template [--ict-archive A] [--out anyhead/face_template.py]
+
+Renders the ICT mean head with the project's renderer, runs mediapipe's face mesh on every render and
+records which landmarks land on a stable skin point, the ICT vertex there, and where each one sits per yaw
+(the method is described in :mod:`anyhead.headpose`). Needs the ICT archive; photo analysis needs only the
+generated table. The build is deterministic: running it again rewrites the same file.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cameras import Camera, camera_center
+from .headpose import EYE_CORNERS
+from .io import InputError, atomic_path
+from .render.rigs import LOOK_AT
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_YAWS = (-60.0, -40.0, -20.0, 0.0, 20.0, 40.0, 60.0)
+TEMPLATE_POSES = [(y, p) for y in TEMPLATE_YAWS for p in (-25.0, 0.0, 25.0)]
+TEMPLATE_SEEDS = (3, 11, 27, 41, 58, 77)
+TEMPLATE_TOL_M = 0.005
+
+
+def build_template(model: Any, assets: Any, res: int = 384, seeds: tuple[int, ...] = TEMPLATE_SEEDS) -> dict[str, Any]:
+    """Derive the face-mesh -> ICT table from renders of random ICT identities (see module doc)."""
+    from scipy.spatial import cKDTree
+
+    from .cameras import intrinsics_from_focal_mm, orbit_camera, unproject
+    from .face import face_landmarks, mesh_index_groups
+    from .hair import HairParams
+    from .heads import HeadSpec, build_head
+    from .render import HeadRenderer, Lighting
+
+    groups = mesh_index_groups()
+    excluded = groups["lips"] | groups["irises"] | groups["face_oval"] | groups["left_eye"] | groups["right_eye"]
+    excluded -= set(EYE_CORNERS) | {133, 362}  # eye corners are rigid and well localised: keep them
+    face_verts = np.unique(model.faces[model.face_mask(("M_Face",))])
+    mean_v = model.vertices().astype(np.float64)
+    lifted, centres, yaws = [], [], []  # per view: (478, 3) landmarks carried over to the mean head (nan: not on skin); camera
+    for seed in seeds:
+        spec = HeadSpec.sample(model, seed, assets)  # only its appearance is used: identity, hair, beard are fixed below
+        spec.identity[:] = 0.0  # the mean head: identity modes also tilt the face by degrees (see module doc)
+        spec.expression[:] = 0.0
+        spec.accessories = []
+        spec.hair = HairParams.sample(np.random.default_rng(seed), color=spec.appearance.hair_color, style="buzz")
+        spec.appearance.beard = "none"
+        asset = build_head(model, spec, 256)
+        verts = model.vertices(spec.identity).astype(np.float64)
+        tree = cKDTree(verts[face_verts])
+        # eye corners hit the eyeball or lashes: count those parts too (points are snapped to face skin below)
+        skin_parts = [i for i, p in enumerate(asset.parts) if p.name in ("skin", "eyes", "eyelashes")]
+        r = HeadRenderer(asset)
+        for yaw, pitch in TEMPLATE_POSES:
+            cam = Camera(orbit_camera(yaw, pitch, 0.8, LOOK_AT), intrinsics_from_focal_mm(60.0, res, res), res, res)
+            out = r.render(cam, Lighting(shadows=False), supersample=2)
+            try:
+                lm = face_landmarks(out.rgb, f"template render seed {seed} yaw {yaw} pitch {pitch}")
+            except InputError as e:
+                log.info("skipped: %s", e)
+                continue
+            ij = np.clip(np.floor(lm.uv).astype(int), 0, res - 1)
+            depth = out.depth[ij[:, 1], ij[:, 0]]
+            on_skin = np.isin(out.part[ij[:, 1], ij[:, 0]], skin_parts) & (depth > 0)
+            dist, j = tree.query(unproject(lm.uv, depth, cam.w2c, cam.K))
+            p3 = mean_v[face_verts[j]]  # the same surface point on the mean head (identity removed)
+            p3[~on_skin | (dist > 0.004)] = np.nan
+            lifted.append(p3)
+            centres.append(camera_center(cam.w2c))
+            yaws.append(yaw)
+    P = np.stack(lifted)  # (views, 478, 3)
+    # judge each landmark only in the views that see its surface point (hidden ones are guesses)
+    import trimesh
+
+    normals = trimesh.Trimesh(mean_v, model.faces, process=False).vertex_normals
+    _, j0 = cKDTree(mean_v[face_verts]).query(np.nan_to_num(np.nanmedian(P, axis=0)))
+    v0 = face_verts[j0]
+    to_cam = np.stack(centres)[:, None, :] - mean_v[v0][None]
+    facing = np.einsum("vld,ld->vl", to_cam / np.linalg.norm(to_cam, axis=-1, keepdims=True), normals[v0]) > 0.25
+    P[~facing] = np.nan
+    med = np.nanmedian(P, axis=0)
+    # mediapipe's points slide a few mm with viewpoint and identity: judge each by its 80th-percentile deviation
+    spread = np.nanpercentile(np.linalg.norm(P - med[None], axis=-1), 80, axis=0)
+    seen = (np.isfinite(P[..., 0]).sum(0) >= 0.8 * facing.sum(0)) & (facing.mean(0) > 0.3)
+    # the lips move with every expression: leave out whatever lands inside the (enlarged) outer lip contour
+    lip = mean_v[model.landmarks[48:60]]
+    c, half = lip.mean(0), (lip.max(0) - lip.min(0)) / 2 * np.array([1.25, 1.6, 1.0])
+    in_lips = (((np.nan_to_num(med) - c)[:, :2] / half[:2]) ** 2).sum(1) < 1.0
+    keep = [i for i in range(478) if seen[i] and spread[i] < TEMPLATE_TOL_M and i not in excluded and not in_lips[i]]
+    dist, j = cKDTree(mean_v[face_verts]).query(med[keep])
+    ict_v = face_verts[j]
+    log.info("template: %d renders, %d of 478 landmarks kept; median snap distance %.2f mm", len(P), len(keep),
+             1000 * np.median(dist))
+    # where each landmark sits as a function of yaw (mediapipe's points slide as the face turns away)
+    yaws = np.asarray(yaws)
+    by_yaw = []
+    for y in TEMPLATE_YAWS:
+        Pb = P[yaws == y][:, keep]
+        ok = np.isfinite(Pb[..., 0]).sum(0) >= 3
+        with np.errstate(all="ignore"):
+            mb = np.nanmedian(Pb, axis=0) if ok.any() else np.zeros((len(keep), 3))
+        by_yaw.append(np.where(ok[:, None], mb, mean_v[ict_v]))
+    return {"mp_index": [int(i) for i in keep], "ict_vertex": [int(v) for v in ict_v],
+            "points": mean_v[ict_v].round(6).tolist(), "yaws": list(TEMPLATE_YAWS),
+            "points_by_yaw": np.round(np.stack(by_yaw), 6).tolist(),
+            "spread_mm": (1000 * spread[keep]).round(2).tolist(), "snap_mm": (1000 * dist).round(2).tolist()}
+
+
+def write_template_module(table: dict[str, Any], path: str | Path) -> None:
+    """Write the table as a Python module (so it ships with the package without data-file setup)."""
+    lines = ['"""Generated by `python -m anyhead.build_face_template`; do not edit (see anyhead/headpose.py).',
+             "",
+             "Mediapipe face-mesh index -> ICT FaceKit vertex -> that vertex on the ICT mean head (head frame, metres).",
+             f"{len(table['mp_index'])} landmarks; render-consistency spread and snap distance to the vertex in mm.",
+             '"""', "# ruff: noqa: E501", "# fmt: off",
+             f"MP_INDEX = {tuple(table['mp_index'])!r}",
+             f"ICT_VERTEX = {tuple(table['ict_vertex'])!r}",
+             "POINTS = (",
+             *[f"    ({x!r}, {y!r}, {z!r})," for x, y, z in table["points"]],
+             ")",
+             f"YAWS = {tuple(table['yaws'])!r}",
+             "# POINTS_BY_YAW[b][i]: where landmark i is seen on the mean head when the camera is at yaw YAWS[b]",
+             "POINTS_BY_YAW = (",
+             *["    (" + ", ".join(f"({x!r}, {y!r}, {z!r})" for x, y, z in pts) + ")," for pts in table["points_by_yaw"]],
+             ")",
+             f"SPREAD_MM = {tuple(table['spread_mm'])!r}",
+             f"SNAP_MM = {tuple(table['snap_mm'])!r}",
+             ""]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Build the face-mesh -> ICT template table (needs the ICT archive)")
+    ap.add_argument("--ict-archive", default="../shared/ict-facekit/ICT-FaceKit-da5f95a.tar.gz")
+    ap.add_argument("--cache", default=".cache")
+    ap.add_argument("--out", default=str(Path(__file__).with_name("face_template.py")))
+    ap.add_argument("--params", default="params.yaml", help="its base `assets` section samples the skin appearance")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    from . import ict
+    from .config import AssetsConfig, read_params
+
+    assets = read_params(args.params, "default").section(AssetsConfig, "assets")
+    model = ict.ICTModel.from_folder(ict.extract_archive(args.ict_archive, args.cache), with_expressions=False)
+    write_template_module(build_template(model, assets), args.out)
+    log.info("wrote %s", args.out)
+
+
+if __name__ == "__main__":
+    main()
