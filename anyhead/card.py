@@ -39,7 +39,7 @@ def collect(shard_root: str | Path) -> dict[str, Any]:
                              "input_yaw": Counter(), "skipped": 0}
         for s in ds:
             c["samples"] += 1
-            spec = s["meta"].get("spec", {})
+            spec = s.meta.get("spec", {})
             app = spec.get("appearance", {})
             if app:
                 c["skin_tone"][TONE_BUCKETS[int(np.clip(round(app["skin_tone"]), 1, 10)) - 1]] += 1
@@ -48,12 +48,12 @@ def collect(shard_root: str | Path) -> dict[str, Any]:
                 c["hair"][spec["hair"]["style"]] += 1
             for a in spec.get("accessories", []) or ["none"]:
                 c["accessories"][a] += 1
-            for v in s["views"]:
-                if v["role"] == "input":
-                    c["input_yaw"][yaw_bucket(v["yaw"] or 0.0)] += 1
+            for v in s.views:
+                if v.role == "input":
+                    c["input_yaw"][yaw_bucket(v.yaw or 0.0)] += 1
                 else:
                     c["target_views"] += 1
-            c["gt_points"] += 0 if s["points"] is None else len(s["points"])
+            c["gt_points"] += 0 if s.points is None else len(s.points)
             if len(examples) < 16 and not info.get("single_view"):
                 examples.append(s)
         c["skipped"] = len(ds.skipped)
@@ -65,16 +65,16 @@ def qa_sheet(examples: list[dict[str, Any]], n: int) -> np.ndarray:
     """Rows: input, four targets (front/side/back/top-ish), a target's mask with GT points projected."""
     rows = []
     for s in examples[:n]:
-        views = s["views"]
-        inp = [v for v in views if v["role"] == "input"][0]
-        tgts = [v for v in views if v["role"] == "target"]
+        views = s.views
+        inp = [v for v in views if v.role == "input"][0]
+        tgts = [v for v in views if v.role == "target"]
         pick = [tgts[int(i)] for i in np.linspace(0, len(tgts) - 1, 4).round()]
-        res = inp["rgb"].shape[0]
-        tiles = [inp["rgb"][..., :3]] + [t["rgb"][..., :3] for t in pick]
+        res = inp.rgb.shape[0]
+        tiles = [inp.rgb[..., :3]] + [t.rgb[..., :3] for t in pick]
         chk = pick[1]
-        overlay = (np.repeat(chk["mask"][..., None], 3, 2) * 160).astype(np.uint8)
-        if s["points"] is not None:
-            uv, _ = chk["camera"].project(s["points"][:, :3].astype(np.float64))
+        overlay = (np.repeat(chk.mask[..., None], 3, 2) * 160).astype(np.uint8)
+        if s.points is not None:
+            uv, _ = chk.camera.project(s.points[:, :3].astype(np.float64))
             ij = np.floor(uv).astype(int)
             ok = (ij[:, 0] >= 0) & (ij[:, 0] < res) & (ij[:, 1] >= 0) & (ij[:, 1] < res)
             overlay[ij[ok, 1], ij[ok, 0]] = (255, 40, 40)

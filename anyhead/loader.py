@@ -45,18 +45,18 @@ def shard_list(spec: str | os.PathLike[str] | list[str]) -> list[str]:
 def to_tensors(sample: dict[str, Any]) -> dict[str, Any]:
     """Stack a decoded sample's views into tensors: images (V,3,H,W) in [0,1], masks (V,1,H,W),
     w2c (V,4,4), K (V,3,3); inputs and targets separately."""
-    out: dict[str, Any] = {"key": sample["key"], "meta": sample["meta"]}
+    out: dict[str, Any] = {"key": sample.key, "meta": sample.meta}
     for role in ("input", "target"):
-        vs = [v for v in sample["views"] if v["role"] == role]
+        vs = [v for v in sample.views if v.role == role]
         if not vs:
             continue
-        out[f"{role}_rgb"] = torch.from_numpy(np.stack([v["rgb"][..., :3] for v in vs])).permute(0, 3, 1, 2).float() / 255
-        out[f"{role}_mask"] = torch.from_numpy(np.stack([v["mask"] for v in vs]))[:, None]
-        out[f"{role}_w2c"] = torch.from_numpy(np.stack([v["camera"].w2c for v in vs])).float()
-        out[f"{role}_K"] = torch.from_numpy(np.stack([v["camera"].K for v in vs])).float()
-        out[f"{role}_yaw"] = torch.tensor([float(v["yaw"] or 0.0) for v in vs])
-    if sample["points"] is not None:
-        out["points"] = torch.from_numpy(sample["points"])
+        out[f"{role}_rgb"] = torch.from_numpy(np.stack([v.rgb[..., :3] for v in vs])).permute(0, 3, 1, 2).float() / 255
+        out[f"{role}_mask"] = torch.from_numpy(np.stack([v.mask for v in vs]))[:, None]
+        out[f"{role}_w2c"] = torch.from_numpy(np.stack([v.camera.w2c for v in vs])).float()
+        out[f"{role}_K"] = torch.from_numpy(np.stack([v.camera.K for v in vs])).float()
+        out[f"{role}_yaw"] = torch.tensor([float(v.yaw or 0.0) for v in vs])
+    if sample.points is not None:
+        out["points"] = torch.from_numpy(sample.points)
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +80,53 @@ def decode_image(b: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(b)))
 
 
-def decode_sample(files: dict[str, bytes], views: set[str] | None = None, geometry: bool = True) -> dict[str, Any]:
-    """Decode a sample's files into numpy arrays and camera objects.
+@dataclass
+class View:
+    """One decoded view of a sample."""
 
-    ``views`` limits decoding to those view names; ``geometry=False`` skips depth and normal maps
-    (training needs only colour and masks).
+    name: str  # "input_000", "view_003", ...
+    role: str  # "input" or "target"
+    camera: Camera
+    rgb: np.ndarray  # (H, W, 3) uint8
+    mask: np.ndarray  # (H, W) float32 coverage in [0, 1]
+    yaw: float | None = None  # degrees, as rendered (None for photos)
+    pitch: float | None = None
+    depth: np.ndarray | None = None  # (H, W) float32 camera z in metres, 0 = empty
+    normal: np.ndarray | None = None  # (H, W, 3) float32 world-space unit normals
 
-    Returns ``{"key", "meta", "views": [{"name", "role", "camera", "rgb", "mask", "depth"?, "normal"?, "yaw", "pitch"}],
-    "points" (N, 6) or None}``. Raises :class:`SampleError` (a ``ValueError``) naming the member for a missing or
-    undecodable file, and for a sample from another camera convention.
+
+@dataclass
+class Sample:
+    """One decoded multi-view sample (or single-view photo)."""
+
+    key: str | None
+    meta: dict[str, Any]
+    views: list[View]
+    points: np.ndarray | None = None  # (N, 6) GT surface points + normals, metres
+
+    @property
+    def inputs(self) -> list[View]:
+        return [v for v in self.views if v.role == "input"]
+
+    @property
+    def targets(self) -> list[View]:
+        return [v for v in self.views if v.role == "target"]
+
+    @property
+    def input(self) -> View:
+        """The first input portrait."""
+        for v in self.views:
+            if v.role == "input":
+                return v
+        raise SampleError(f"{self.key}.cameras.json", "no input view")
+
+
+def decode_sample(files: dict[str, bytes], views: set[str] | None = None, geometry: bool = True) -> Sample:
+    """Decode a sample's files into a :class:`Sample` (numpy arrays and camera objects).
+
+    ``views`` limits decoding to those view names; ``geometry=False`` skips depth and normal maps and
+    the GT points (training needs only colour and masks). Raises :class:`SampleError` (a ``ValueError``)
+    naming the member for a missing or undecodable file, and for a sample from another camera convention.
     """
     cams = _member(files, "cameras.json", json.loads)
     conv = cams.get("convention", {})
@@ -98,17 +137,16 @@ def decode_sample(files: dict[str, bytes], views: set[str] | None = None, geomet
         n = v["name"]
         if views is not None and n not in views:
             continue
-        rec = {"name": n, "role": v["role"], "camera": _member(files, "cameras.json", lambda _, v=v: Camera.from_dict(v)),
-               "yaw": v.get("yaw"), "pitch": v.get("pitch"), "rgb": _member(files, f"{n}.png", decode_image),
-               "mask": _member(files, f"{n}.mask.png", decode_image).astype(np.float32) / 255}
+        rec = View(n, v["role"], _member(files, "cameras.json", lambda _, v=v: Camera.from_dict(v)),
+                   _member(files, f"{n}.png", decode_image), _member(files, f"{n}.mask.png", decode_image).astype(np.float32) / 255,
+                   v.get("yaw"), v.get("pitch"))
         if geometry and f"{n}.depth.png" in files:
-            rec["depth"] = _member(files, f"{n}.depth.png", decode_image).astype(np.float32) * DEPTH_UNIT
+            rec.depth = _member(files, f"{n}.depth.png", decode_image).astype(np.float32) * DEPTH_UNIT
         if geometry and f"{n}.normal.png" in files:
-            nn = _member(files, f"{n}.normal.png", decode_image).astype(np.float32) / 255 * 2 - 1
-            rec["normal"] = nn
+            rec.normal = _member(files, f"{n}.normal.png", decode_image).astype(np.float32) / 255 * 2 - 1
         decoded.append(rec)
     points = _member(files, "points.npy", lambda b: np.load(io.BytesIO(b))) if geometry and "points.npy" in files else None
-    return {"key": files.get("__key__"), "meta": _member(files, "meta.json", json.loads), "views": decoded, "points": points}
+    return Sample(files.get("__key__"), _member(files, "meta.json", json.loads), decoded, points)
 
 
 def read_folder(folder: str | Path) -> dict[str, bytes]:

@@ -168,15 +168,15 @@ class EvaluationProtocol:
                                  self.counts_for_csim(float(a))))
         return out
 
-    def label_sample(self, sample: dict[str, Any]) -> list[ViewLabel]:
+    def label_sample(self, sample: Any) -> list[ViewLabel]:
         """Labels of a decoded sample's (``anyhead.samples.decode_sample``) target views, in their order,
         relative to its first input view."""
-        inp = next(v for v in sample["views"] if v["role"] == "input")
-        targets = [v for v in sample["views"] if v["role"] == "target"]
+        inp = next(v for v in sample.views if v.role == "input")
+        targets = [v for v in sample.views if v.role == "target"]
         if not targets:
             return []
-        return self.label_views(inp["camera"].w2c, np.stack([v["camera"].w2c for v in targets]),
-                                [v.get("yaw") for v in targets])
+        return self.label_views(inp.camera.w2c, np.stack([v.camera.w2c for v in targets]),
+                                [v.yaw for v in targets])
 
     def composite_gt(self, rgb: ArrayT, mask: ArrayT) -> ArrayT:
         """GT colour composited on the protocol's background with its own soft mask.

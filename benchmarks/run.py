@@ -67,12 +67,12 @@ def load_split(paths: Paths, split: str) -> tuple[list[dict[str, Any]], dict[str
                 samples.append(decode_sample(files))
             except ValueError as e:
                 raise BenchmarkError(f"{shard}: sample {files.get('__key__')}: {e}") from e
-    keys = sorted(s["key"] for s in samples)
+    keys = sorted(s.key for s in samples)
     if keys != sorted(info["keys"]):
         raise BenchmarkError(f"{root / split}: shards hold {len(keys)} samples, the manifest lists {len(info['keys'])}")
-    if any(s["meta"].get("single_view") for s in samples):
+    if any(s.meta.get("single_view") for s in samples):
         raise BenchmarkError(f"split {split!r} holds single-view samples: it has no targets to evaluate against")
-    return sorted(samples, key=lambda s: s["key"]), {"split": split, "hash": info["hash"], "n_samples": len(samples)}
+    return sorted(samples, key=lambda s: s.key), {"split": split, "hash": info["hash"], "n_samples": len(samples)}
 
 
 def evaluate(method_name: str, cfg: ProfileConfig, split: str = "test", checkpoint: str | Path | None = None,
@@ -106,23 +106,23 @@ def evaluate(method_name: str, cfg: ProfileConfig, split: str = "test", checkpoi
     for si, s in enumerate(tqdm(samples, desc=f"eval {method_name}")):
         rec, ms = timer.once(lambda s=s: method.reconstruct(s))
         g = rec.gaussians
-        targets = [v for v in s["views"] if v["role"] == "target"]
+        targets = [v for v in s.views if v.role == "target"]
         res = targets[0]["rgb"].shape[0]
-        w2c = torch.stack([torch.from_numpy(v["camera"].w2c).float() for v in targets]).to(device)
-        K = torch.stack([torch.from_numpy(v["camera"].K).float() for v in targets]).to(device)
+        w2c = torch.stack([torch.from_numpy(v.camera.w2c).float() for v in targets]).to(device)
+        K = torch.stack([torch.from_numpy(v.camera.K).float() for v in targets]).to(device)
         with torch.no_grad():
             r = render(g.to(device).detach(), w2c, K, res, res, background=torch.ones(3, device=device))
         pred = r["rgb"].clamp(0, 1).float()
-        gt = torch.stack([torch.from_numpy(np.array(v["rgb"][..., :3])).permute(2, 0, 1) for v in targets]).float().to(device) / 255
-        mask = torch.stack([torch.from_numpy(np.array(v["mask"]))[None] for v in targets]).float().to(device)
+        gt = torch.stack([torch.from_numpy(np.array(v.rgb[..., :3])).permute(2, 0, 1) for v in targets]).float().to(device) / 255
+        mask = torch.stack([torch.from_numpy(np.array(v.mask))[None] for v in targets]).float().to(device)
         gt = gt * mask + (1 - mask)  # GT renders composited on white (they already are; this pins it)
         m = image.image_metrics(pred, gt, mask, lp)
         for i, v in enumerate(targets):
-            view_rows.append({"key": s["key"], "view": v["name"], "yaw": v["yaw"], "pitch": v["pitch"],
-                              "bucket": yaw_bucket(v["yaw"]), **{k: float(t[i]) for k, t in m.items()}})
+            view_rows.append({"key": s.key, "view": v.name, "yaw": v.yaw, "pitch": v.pitch,
+                              "bucket": yaw_bucket(v.yaw), **{k: float(t[i]) for k, t in m.items()}})
         pts, nrm = geometry.gaussian_points(g.to("cpu"))
-        geo = geometry.geometry_metrics(pts, nrm, s["points"][:, :3].astype(np.float64), s["points"][:, 3:].astype(np.float64))
-        sample_rows.append({"key": s["key"], "reconstruct_ms": ms, "gaussians": int(g.means.shape[0]), **geo,
+        geo = geometry.geometry_metrics(pts, nrm, s.points[:, :3].astype(np.float64), s.points[:, 3:].astype(np.float64))
+        sample_rows.append({"key": s.key, "reconstruct_ms": ms, "gaussians": int(g.means.shape[0]), **geo,
                             **{f"{k}_ms": v for k, v in rec.timings_ms.items()}})
         if si < QUALITATIVE_SAMPLES:
             _save_qualitative(out / "renders", s, pred, gt, targets)
@@ -162,8 +162,8 @@ def metric_card(split_info: dict[str, Any], lp: Any, resolution: int) -> dict[st
 
 
 def _save_qualitative(folder: Path, s: dict[str, Any], pred: torch.Tensor, gt: torch.Tensor, targets: list[dict]) -> None:
-    yaws = np.array([abs(((v["yaw"] + 180) % 360) - 180) for v in targets])
-    inp = next(v for v in s["views"] if v["role"] == "input")["rgb"][..., :3]
+    yaws = np.array([abs(((v.yaw + 180) % 360) - 180) for v in targets])
+    inp = next(v for v in s.views if v.role == "input")["rgb"][..., :3]
     save_png(folder / f"{s['key']}_input.png", np.ascontiguousarray(inp))
     for name, target in (("front", 0), ("side", 90), ("back", 180)):
         i = int(np.argmin(np.abs(yaws - target)))

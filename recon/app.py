@@ -80,6 +80,7 @@ class Demo:
         """Analyse and reconstruct one uploaded photo; raises InputError for bad photos."""
         from anyhead.io import InputError, save_png
         from anyhead.photos import analyse_portrait, draw_overlays, load_image
+        from anyhead.samples import View
 
         from .data import input_on_white
         from .export import save_ply, save_splat
@@ -92,7 +93,7 @@ class Demo:
         size = self.model.cfg.image_size
         p = analyse_portrait(load_image(photo_path), max(size, 256), focal_mm, source=Path(photo_path).name)
         overlays = draw_overlays(p)
-        view = {"rgb": p.on_white(), "mask": p.alpha, "camera": p.camera}
+        view = View("input_000", "input", p.camera, p.on_white(), p.alpha)
         image, w2c, K = input_on_white(view, size)
         with torch.no_grad():
             g = self.model.reconstruct(image.to(self.device), w2c.to(self.device), K.to(self.device))[0]

@@ -78,15 +78,15 @@ def decode_split(shards: str | os.PathLike[str] | list[str]) -> SplitCache:
     for p in paths:
         for files in tqdm(list(read_tar_samples(p)), desc=f"cache {Path(p).name}", leave=False):
             s = decode_sample(files, geometry=False)
-            inp = next(v for v in s["views"] if v["role"] == "input")
-            tgt = [v for v in s["views"] if v["role"] == "target"]
-            keys.append(s["key"])
+            inp = next(v for v in s.views if v.role == "input")
+            tgt = [v for v in s.views if v.role == "target"]
+            keys.append(s.key)
             cols["inputs"].append(_rgba([inp]))
             cols["targets"].append(_rgba(tgt))
-            cols["in_w2c"].append(np.stack([inp["camera"].w2c]))
-            cols["in_K"].append(np.stack([inp["camera"].K]))
-            cols["t_w2c"].append(np.stack([v["camera"].w2c for v in tgt]))
-            cols["t_K"].append(np.stack([v["camera"].K for v in tgt]))
+            cols["in_w2c"].append(np.stack([inp.camera.w2c]))
+            cols["in_K"].append(np.stack([inp.camera.K]))
+            cols["t_w2c"].append(np.stack([v.camera.w2c for v in tgt]))
+            cols["t_K"].append(np.stack([v.camera.K for v in tgt]))
     if not keys:
         raise ValueError(f"{shards}: the split is empty")
     shapes = {a.shape for a in cols["targets"]}
@@ -98,8 +98,8 @@ def decode_split(shards: str | os.PathLike[str] | list[str]) -> SplitCache:
 
 def _rgba(views: list[dict[str, Any]]) -> np.ndarray:
     # masks are decoded as coverage / 255; store the original byte again (exact round trip)
-    return np.stack([np.concatenate([np.asarray(v["rgb"])[..., :3],
-                                     np.round(np.asarray(v["mask"]) * 255).astype(np.uint8)[..., None]], -1)
+    return np.stack([np.concatenate([np.asarray(v.rgb)[..., :3],
+                                     np.round(np.asarray(v.mask) * 255).astype(np.uint8)[..., None]], -1)
                      for v in views])
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from anyhead.loader import shard_list
-from anyhead.samples import decode_sample
+from anyhead.samples import View, decode_sample
 from anyhead.shards import read_tar_samples
 
 
@@ -44,11 +44,11 @@ class RawSamples:
         return decode_sample(self.files[i], views=names, geometry=False)
 
 
-def view_tensors(v: dict[str, Any], size: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+def view_tensors(v: View, size: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(rgb (3, s, s), mask (1, s, s), K scaled to s) of one decoded view, area-resampled."""
-    rgb = torch.from_numpy(np.array(v["rgb"][..., :3])).permute(2, 0, 1).float() / 255
-    mask = torch.from_numpy(np.array(v["mask"]))[None].float()
-    K = v["camera"].K.copy()
+    rgb = torch.from_numpy(np.array(v.rgb[..., :3])).permute(2, 0, 1).float() / 255
+    mask = torch.from_numpy(np.array(v.mask))[None].float()
+    K = v.camera.K.copy()
     H, W = rgb.shape[1:]
     if (H, W) != (size, size):
         rgb = F.interpolate(rgb[None], size=(size, size), mode="area")[0]
@@ -58,12 +58,12 @@ def view_tensors(v: dict[str, Any], size: int) -> tuple[torch.Tensor, torch.Tens
     return rgb, mask, K
 
 
-def input_on_white(view: dict[str, Any], size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def input_on_white(view: View, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A decoded input view as the models take it: (rgb (1, 3, s, s) composited on white with its mask,
     w2c (1, 4, 4), K (1, 3, 3) for the s x s image)."""
     rgb, mask, K = view_tensors(view, size)
     rgb = rgb * mask + (1 - mask)
-    return rgb[None], torch.from_numpy(view["camera"].w2c).float()[None], torch.from_numpy(K).float()[None]
+    return rgb[None], torch.from_numpy(view.camera.w2c).float()[None], torch.from_numpy(K).float()[None]
 
 
 def make_batch(samples: RawSamples, indices: list[int], rng: np.random.Generator, input_size: int, target_size: int,
@@ -72,21 +72,21 @@ def make_batch(samples: RawSamples, indices: list[int], rng: np.random.Generator
     out: dict[str, list] = {k: [] for k in ("image", "w2c", "K", "t_rgb", "t_mask", "t_w2c", "t_K")}
     for i in indices:
         cams = samples.views(i)
-        inp_name = next(v["name"] for v in cams if v["role"] == "input")
+        inp_name = next(v["name"] for v in cams if v["role"] == "input")  # camera records (JSON), not decoded views
         target_names = [v["name"] for v in cams if v["role"] == "target"]
         pick = rng.choice(len(target_names), size=min(n_targets, len(target_names)), replace=False)
         chosen = [target_names[j] for j in pick]
         s = samples.decode(i, {inp_name, *chosen})
-        by_name = {v["name"]: v for v in s["views"]}
+        by_name = {v.name: v for v in s.views}
         inp = by_name[inp_name]
         rgb, _, K = view_tensors(inp, input_size)
         out["image"].append(rgb)
-        out["w2c"].append(torch.from_numpy(inp["camera"].w2c).float())
+        out["w2c"].append(torch.from_numpy(inp.camera.w2c).float())
         out["K"].append(torch.from_numpy(K).float())
         targets = [by_name[n] for n in chosen]
         t = [view_tensors(v, target_size) for v in targets]
         out["t_rgb"].append(torch.stack([x[0] for x in t]))
         out["t_mask"].append(torch.stack([x[1] for x in t]))
-        out["t_w2c"].append(torch.stack([torch.from_numpy(v["camera"].w2c).float() for v in targets]))
+        out["t_w2c"].append(torch.stack([torch.from_numpy(v.camera.w2c).float() for v in targets]))
         out["t_K"].append(torch.stack([torch.from_numpy(x[2]).float() for x in t]))
     return {k: torch.stack(v) for k, v in out.items()}

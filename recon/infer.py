@@ -88,14 +88,14 @@ def prepare_input(path: str | Path, size: int, focal_mm: float | None = None) ->
         files = {p.name: p.read_bytes() for p in path.parent.iterdir() if p.name.startswith(f"{path.stem}.")}
         files["cameras.json"] = json.dumps(cam_doc).encode()
         files["meta.json"] = (path.parent / "meta.json").read_bytes() if (path.parent / "meta.json").exists() else b"{}"
-        view = decode_sample(files)["views"][0]
+        view = decode_sample(files).views[0]
         info = {"source": "anyhead_sample", "background": "removed with the sample's mask"}
     else:
         sample = decode_sample(portrait_sample(load_image(path), path.stem, res=size, focal_mm=focal_mm,
                                                background="white", source=str(path)))
-        view = sample["views"][0]
-        info = {"source": "photo", "background": sample["meta"]["mask_source"], "pose": sample["meta"]["head_pose"],
-                "faces_found": sample["meta"]["faces_found"]}
+        view = sample.views[0]
+        info = {"source": "photo", "background": sample.meta["mask_source"], "pose": sample.meta["head_pose"],
+                "faces_found": sample.meta["faces_found"]}
     return (*input_on_white(view, size), info)  # the same preprocessing the benchmarks evaluate
 
 

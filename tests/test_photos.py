@@ -76,11 +76,11 @@ def test_astronaut_matte_keeps_hair_drops_background(astro):
 
 def test_sample_files_and_white_background():
     s = decode_sample(portrait_sample(astronaut(), "astro", res=96, background="white"))
-    v = s["views"][0]
-    assert v["rgb"].shape == (96, 96, 3) and s["meta"]["single_view"] and s["points"] is None
-    assert v["mask"][0, 0] < 0.1 and (v["rgb"][0, 0] > 240).all()
-    assert s["meta"]["head_pose"]["reprojection_rms_px"] < 5 and s["meta"]["faces_found"] == 1
-    assert np.allclose(v["camera"].K[:2, 2], 48)
+    v = s.views[0]
+    assert v.rgb.shape == (96, 96, 3) and s.meta["single_view"] and s.points is None
+    assert v.mask[0, 0] < 0.1 and (v.rgb[0, 0] > 240).all()
+    assert s.meta["head_pose"]["reprojection_rms_px"] < 5 and s.meta["faces_found"] == 1
+    assert np.allclose(v.camera.K[:2, 2], 48)
 
 
 @pytest.fixture(scope="module")

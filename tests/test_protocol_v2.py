@@ -194,10 +194,10 @@ def head_sample(ict_model, tmp_path_factory):
     files = {p.name: p.read_bytes() for p in (root / "h").iterdir()}
     files["__key__"] = "h"
     s = decode_sample(files)
-    t = [v for v in s["views"] if v["role"] == "target"]
-    return {"depth": np.stack([v["depth"] for v in t]), "mask": np.stack([v["mask"] for v in t]),
-            "normal": np.stack([v["normal"] for v in t]), "w2c": np.stack([v["camera"].w2c for v in t]),
-            "K": np.stack([v["camera"].K for v in t]), "points": s["points"]}
+    t = [v for v in s.views if v.role == "target"]
+    return {"depth": np.stack([v.depth for v in t]), "mask": np.stack([v.mask for v in t]),
+            "normal": np.stack([v.normal for v in t]), "w2c": np.stack([v.camera.w2c for v in t]),
+            "K": np.stack([v.camera.K for v in t]), "points": s.points}
 
 
 def test_geometry_v2_ground_truth_renderer_scores_perfectly(head_sample):
@@ -379,7 +379,7 @@ def test_tampered_shard_is_refused_with_its_name(shard_dir, member, edit):
     with pytest.raises(ShardError, match="test-000001.tar"):
         RawSamples(shard_dir)
     ds = ShardDataset(shard_dir, transform=None)
-    assert [s["key"] for s in ds] == ["s000", "s001"]
+    assert [s.key for s in ds] == ["s000", "s001"]
     assert ds.skipped[0]["shard"].endswith("test-000001.tar") and ds.skipped[0]["member"] == member
     with pytest.raises(ShardIntegrityError):
         list(ShardDataset(shard_dir, transform=None, strict=True))
@@ -442,7 +442,7 @@ def test_read_errors_name_shard_and_member(shard_dir):
         decode_sample(files[1])
     assert e.value.member == "s001.view_000.png" and isinstance(e.value, ValueError)
     ds = ShardDataset(shard_dir, transform=None, verify=False)
-    assert [s["key"] for s in ds] == ["s000", "s002", "s003"]
+    assert [s.key for s in ds] == ["s000", "s002", "s003"]
     assert ds.skipped[0]["member"] == "s001.view_000.png" and ds.skipped[0]["key"] == "s001"
     with pytest.raises(ShardError, match=r"test-000000.tar \(member s001.view_000.png\)"):
         list(ShardDataset(shard_dir, transform=None, verify=False, strict=True))
@@ -500,11 +500,14 @@ def test_differences_to_the_best_method_and_label_sample():
     assert diffs["a"]["0-30"].mean == pytest.approx(0.02) and diffs["c"]["90-150"].mean == pytest.approx(0.03)
 
     from anyhead.cameras import Camera, intrinsics_from_fov
+    from anyhead.samples import Sample, View
 
     K = intrinsics_from_fov(30, 8, 8)
-    views = [{"role": "input", "camera": Camera(orbit_camera(20, 0, 1.0), K, 8, 8), "yaw": 20.0}] + [
-        {"role": "target", "camera": Camera(orbit_camera(y, 0, 0.65), K, 8, 8), "yaw": float(y)} for y in (0, 90, 180)]
-    labels = DEFAULT_PROTOCOL.label_sample({"views": views})
+    img, mask = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.float32)
+    views = [View("input_000", "input", Camera(orbit_camera(20, 0, 1.0), K, 8, 8), img, mask, 20.0)] + [
+        View(f"view_{i:03d}", "target", Camera(orbit_camera(y, 0, 0.65), K, 8, 8), img, mask, float(y))
+        for i, y in enumerate((0, 90, 180))]
+    labels = DEFAULT_PROTOCOL.label_sample(Sample("k", {}, views))
     assert [round(lb.angle_deg) for lb in labels] == [20, 70, 160]
     assert [lb.angle_bucket for lb in labels] == ["0-30", "30-90", "150-180"]
 

@@ -63,11 +63,11 @@ def test_round_trip_and_webdataset_compat(tmp_path):
     data, mans = make_split(tmp_path)
     assert [m["count"] for m in mans] == [2, 2, 2, 1]
     got = list(ShardDataset(tmp_path / "train", transform=None))
-    assert [g["key"] for g in got] == sorted(data)
-    v = got[0]["views"][1]
+    assert [g.key for g in got] == sorted(data)
+    v = got[0].views[1]
     ref = np.asarray(Image.open(io.BytesIO(data["s000"]["view_000.png"])))
-    assert np.array_equal(v["rgb"], ref) and v["camera"].width == 16
-    assert np.allclose(got[0]["points"], np.load(io.BytesIO(data["s000"]["points.npy"])))
+    assert np.array_equal(v.rgb, ref) and v.camera.width == 16
+    assert np.allclose(got[0].points, np.load(io.BytesIO(data["s000"]["points.npy"])))
     tens = next(iter(ShardDataset(tmp_path / "train")))
     assert tens["target_rgb"].shape == (2, 3, 16, 16) and tens["input_w2c"].shape == (1, 4, 4)
     # the standard webdataset reader sees the same samples and files
@@ -114,7 +114,7 @@ def test_corrupt_shard_is_skipped_and_logged(tmp_path, caplog):
     raw[600:4000] = os.urandom(3400)  # smash headers and data of the first member(s)
     bad.write_bytes(bytes(raw[: len(raw) // 2]))
     ds = ShardDataset(tmp_path / "train", transform=None)
-    keys = [s["key"] for s in ds]
+    keys = [s.key for s in ds]
     assert {"s000", "s001", "s004", "s005", "s006"} <= set(keys)
     assert ds.skipped and all(r["shard"].endswith("train-000001.tar") for r in ds.skipped)
     assert "train-000001.tar" in caplog.text
@@ -128,13 +128,13 @@ def test_split_by_node_and_worker(tmp_path, monkeypatch):
     for rank in range(2):
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
-        seen.append({s["key"] for s in ShardDataset(tmp_path / "train", transform=None)})
+        seen.append({s.key for s in ShardDataset(tmp_path / "train", transform=None)})
     assert seen[0].isdisjoint(seen[1]) and len(seen[0] | seen[1]) == 8
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setenv("RANK", "0")
     import torch
 
-    dl = torch.utils.data.DataLoader(ShardDataset(tmp_path / "train", transform=lambda s: s["key"]), num_workers=2,
+    dl = torch.utils.data.DataLoader(ShardDataset(tmp_path / "train", transform=lambda s: s.key), num_workers=2,
                                      batch_size=None)
     keys = list(dl)
     assert sorted(keys) == sorted(set(keys)) and len(keys) == 8

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from anyhead.config import replace, to_dict
+from anyhead.samples import Sample
 from recon.config import ArchConfig, ProfileConfig
 from recon.data import input_on_white
 from recon.gaussians import Gaussians
@@ -61,13 +62,13 @@ class Method(ABC):
     def name(self) -> str:
         return self.spec.name
 
-    def input_tensors(self, sample: dict[str, Any], size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def input_tensors(self, sample: Sample, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The input portrait on white at ``size``, its w2c and K (batch of one, on the device)."""
-        inp = next(v for v in sample["views"] if v["role"] == "input")
+        inp = next(v for v in sample.views if v.role == "input")
         return tuple(t.to(self.device) for t in input_on_white(inp, size))
 
     @abstractmethod
-    def reconstruct(self, sample: dict[str, Any]) -> Reconstruction: ...
+    def reconstruct(self, sample: Sample) -> Reconstruction: ...
 
     def metadata(self) -> dict[str, Any]:
         md = {"method": self.name, "learned": self.spec.learned, "description": self.spec.description,

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from anyhead.cameras import camera_center
+from anyhead.samples import Sample
 from recon.any3davatar.scaffold import anchor_spacing, template_scaffold
 from recon.gaussians import Gaussians
 from recon.losses import ssim
@@ -28,7 +29,7 @@ def _scaffold(ict_model: str, n_anchors: int) -> tuple[np.ndarray, np.ndarray]:
 class TemplateMethod(Method):
     """The Any3DAvatar scaffold (the profile's anchors and input size), coloured from the input."""
 
-    def scaffold_gaussians(self, sample: dict[str, Any]) -> Gaussians:
+    def scaffold_gaussians(self, sample: Sample) -> Gaussians:
         mcfg = self.cfg.any3davatar
         anchors, normals = _scaffold(str(self.cfg.paths.ict_model), mcfg.n_anchors)
         a = torch.from_numpy(anchors).to(self.device)
@@ -60,20 +61,20 @@ class TemplateMethod(Method):
                          torch.full((N, 3), math.log(0.7 * s), device=self.device),
                          torch.full((N,), 3.0, device=self.device), colors.clamp(0, 1))
 
-    def reconstruct(self, sample: dict[str, Any]) -> Reconstruction:
+    def reconstruct(self, sample: Sample) -> Reconstruction:
         return Reconstruction(self.scaffold_gaussians(sample))
 
 
 class OptimizeMethod(TemplateMethod):
     """Per-subject optimisation of the template's Gaussians against the input view."""
 
-    def reconstruct(self, sample: dict[str, Any]) -> Reconstruction:
+    def reconstruct(self, sample: Sample) -> Reconstruction:
         g0 = self.scaffold_gaussians(sample)
         iters = self.cfg.benchmark.optimize_iters
         size = self.cfg.any3davatar.image_size
         image, w2c, K = self.input_tensors(sample, size)
-        inp = next(v for v in sample["views"] if v["role"] == "input")
-        mask = torch.from_numpy(np.array(inp["mask"]))[None, None].float().to(self.device)
+        inp = next(v for v in sample.views if v.role == "input")
+        mask = torch.from_numpy(np.array(inp.mask))[None, None].float().to(self.device)
         mask = F.interpolate(mask, size=(size, size), mode="area")
         params = {"offset": torch.zeros_like(g0.means, requires_grad=True),
                   "log_scales": g0.log_scales.clone().requires_grad_(True),

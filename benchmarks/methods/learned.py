@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from anyhead.samples import Sample
 from recon.checkpoints import CheckpointError, load_model
 
 from .base import Method, Reconstruction
@@ -23,7 +24,7 @@ class LearnedMethod(Method):
             self._m, self._record = m.to(self.device).eval(), record
         return self._m
 
-    def reconstruct(self, sample: dict[str, Any]) -> Reconstruction:
+    def reconstruct(self, sample: Sample) -> Reconstruction:
         m = self._model()
         image, w2c, K = self.input_tensors(sample, m.cfg.image_size)
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
