@@ -149,8 +149,15 @@ class BenchmarkConfig:
     """``benchmarks.run`` settings."""
 
     lpips: bool  # compute LPIPS (needs the converted AlexNet weights)
-    optimize_iters: int = num(ge=1)  # iterations of the per-subject optimisation baseline
-    optimize_lr: float = num(gt=0, le=1)
+    fit_iters: int = num(ge=1)  # most iterations of the single-view-fit baseline
+    fit_lr: float = num(gt=0, le=1)
+    fit_tol: float = num(ge=0, lt=1)  # converged: relative loss decrease over 25 iterations below this
+    csim: bool  # identity similarity (dlib face embeddings; benchmarks.metrics.identity)
+    arcface_onnx: str  # "" for dlib's embedding, or a local ArcFace .onnx file used instead
+    geometry_stride: int = num(ge=1, le=16)  # back-project every n-th pixel for Chamfer / F-score
+    timing_iters: int = num(ge=1)  # repetitions of the inference-only timing per timed head
+    timing_heads: int = num(ge=1)  # heads timed (the first of the split)
+    bootstrap: int = num(ge=100)  # bootstrap resamples (over heads) for confidence intervals
 
 
 SECTIONS: dict[str, type] = {

@@ -114,7 +114,7 @@ def test_timer_cpu():
 
 
 def test_registry_holds_every_family():
-    for name in ("any3davatar", "splatter-image", "template", "optimize", "any3davatar-noaux", "any3davatar-random",
+    for name in ("any3davatar", "splatter-image", "template", "single-view-fit", "any3davatar-noaux", "any3davatar-random",
                  "any3davatar-noplucker", "any3davatar-t0"):
         assert name in REGISTRY
     assert set(learned_methods()) == {n for n in REGISTRY if n.startswith(("any3davatar", "splatter"))}
@@ -170,3 +170,45 @@ def test_runner_cli_errors(tmp_path):
     assert r.returncode != 0 and "convention" in r.stderr
     r = _run(proj, "--method", "template", "--split", "val")
     assert r.returncode != 0 and "no split 'val'" in r.stderr
+
+
+def test_mismatched_checkpoint_is_refused(tmp_path):
+    """A Splatter Image checkpoint passed as any3davatar (or an ablation's as the full model) is refused,
+    and the evaluated method's label comes from the checkpoint's own record."""
+    from recon.any3davatar.scaffold import sphere_scaffold
+    from recon.checkpoints import CheckpointError, build_model, save_checkpoint
+
+    cfg = profile_config("tiny")
+    splat = get_spec("splatter-image").model_config(cfg)
+    save_checkpoint(tmp_path / "splat", build_model(splat), 7, extra={"method": "splatter-image"})
+    m = get_spec("any3davatar").build(cfg, checkpoint=tmp_path / "splat" / "model.safetensors")
+    with pytest.raises(CheckpointError, match="arch: checkpoint 'splatter_image' vs configured 'any3davatar'"):
+        m._model()
+    noaux = get_spec("any3davatar-noaux").model_config(cfg)
+    save_checkpoint(tmp_path / "noaux", build_model(noaux, anchors=sphere_scaffold(noaux.n_anchors)), 5,
+                    extra={"method": "any3davatar-noaux"})
+    with pytest.raises(CheckpointError, match="aux_head: checkpoint False vs configured True"):
+        get_spec("any3davatar").build(cfg, checkpoint=tmp_path / "noaux" / "model.safetensors")._model()
+    # same config, other method name: refused by the record
+    full = get_spec("any3davatar").model_config(cfg)
+    save_checkpoint(tmp_path / "other", build_model(full, anchors=sphere_scaffold(full.n_anchors)), 3,
+                    extra={"method": "any3davatar-t0"})
+    with pytest.raises(CheckpointError, match="holds method 'any3davatar-t0', not 'any3davatar'"):
+        get_spec("any3davatar").build(cfg, checkpoint=tmp_path / "other" / "model.safetensors")._model()
+    ok = get_spec("splatter-image").build(cfg, checkpoint=tmp_path / "splat" / "model.safetensors")
+    ok._model()
+    md = ok.metadata()
+    assert md["trained_steps"] == 7 and md["checkpoint_method"] == "splatter-image" and md["checkpoint_model"]["arch"] == \
+        "splatter_image"
+
+
+def test_benchmark_refuses_a_tampered_shard(tmp_path):
+    """A shard edited after it was written is refused by the benchmark with the shard's name."""
+    proj = _project(tmp_path / "p", keys=("s000", "s001"))
+    tar = next((proj / "data/tiny/shards/test").glob("*.tar"))
+    data = bytearray(tar.read_bytes())
+    i = data.find(b"identity_id")
+    data[i] = ord("I")
+    tar.write_bytes(bytes(data))
+    r = _run(proj, "--method", "template")
+    assert r.returncode != 0 and tar.name in r.stderr and "differs from its manifest" in r.stderr, r.stderr[-2000:]

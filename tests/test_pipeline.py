@@ -49,15 +49,19 @@ def test_dvc_repro_tiny(tmp_path, ict_root):
     assert verify(shards) == []
     assert (work / "data/tiny/card/card.md").exists() and (work / "data/tiny/card/qa_contact_sheet.png").exists()
     assert (work / "data/tiny/train/any3davatar/model.safetensors").exists()
-    # the leaderboard lists every method with every metric column filled
+    # the leaderboard lists every method with every protocol-v2 column filled (CSIM itself may be empty at 64 px:
+    # no face is found in the tiny renders, which the face detection rate then says: 0%)
     import pandas as pd
 
     board = pd.read_csv(work / "data/tiny/leaderboard/leaderboard.csv")
     assert sorted(board["Method"]) == sorted(REGISTRY)
-    assert not board.isna().any().any(), board.columns[board.isna().any()].tolist()
+    for col in ("PSNR 0-30", "PSNR 30-90", "PSNR 90-150", "PSNR 150-180", "LPIPS", "Face det.", "Depth err mm",
+                "Alpha IoU", "Chamfer mm", "F@5mm", "F@10mm", "Time ms", "Time IQR ms", "PSNR ±", "Budget"):
+        assert not board[col].isna().any(), col
+    assert set(board.columns[board.isna().any()]) <= {"CSIM", "CSIM ±"}, board.columns[board.isna().any()].tolist()
     md = (work / "data/tiny/leaderboard/leaderboard.md").read_text()
-    assert "| - |" not in md and "split" in md.lower()
-    for f in ("leaderboard.tex", "quality_vs_time.png", "psnr_by_yaw.png", "qualitative.png", "summary.json"):
+    assert "split" in md.lower() and "Paired differences against the best baseline" in md
+    for f in ("leaderboard.tex", "quality_vs_time.png", "psnr_by_angle.png", "qualitative.png", "summary.json"):
         assert (work / "data/tiny/leaderboard" / f).exists(), f
     assert "any3davatar" in run("metrics", "show")
 

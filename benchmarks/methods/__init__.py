@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from .base import Method, MethodSpec, Reconstruction
-from .classical import OptimizeMethod, TemplateMethod
+from .classical import SingleViewFitMethod, TemplateMethod
 from .learned import LearnedMethod
 
 DVC_VARS = Path(__file__).resolve().parents[1] / "methods.yaml"
@@ -34,8 +34,8 @@ SPECS: tuple[MethodSpec, ...] = (
                LearnedMethod, arch="splatter_image"),
     MethodSpec("template", "scaffold Gaussians coloured by projecting the input image (mirrored where hidden): "
                "a lower bound", TemplateMethod),
-    MethodSpec("optimize", "per-subject optimisation of scaffold Gaussians against the single input view (slow family)",
-               OptimizeMethod),
+    MethodSpec("single-view-fit", "per-subject fit of the template's Gaussians to the single input view with the "
+               "training loss, until converged (the optimisation family)", SingleViewFitMethod),
 )
 REGISTRY: dict[str, MethodSpec] = {}
 for _s in SPECS:

@@ -8,8 +8,9 @@ import torch
 
 from anyhead.samples import Sample
 from recon.checkpoints import CheckpointError, load_model
+from recon.gaussians import Gaussians
 
-from .base import Method, Reconstruction
+from .base import Method
 
 
 class LearnedMethod(Method):
@@ -24,12 +25,12 @@ class LearnedMethod(Method):
             self._m, self._record = m.to(self.device).eval(), record
         return self._m
 
-    def reconstruct(self, sample: Sample) -> Reconstruction:
-        m = self._model()
-        image, w2c, K = self.input_tensors(sample, m.cfg.image_size)
+    def prepare(self, sample: Sample) -> tuple[torch.Tensor, ...]:
+        return self.input_tensors(sample, self._model().cfg.image_size)
+
+    def run(self, inputs: tuple[torch.Tensor, ...]) -> Gaussians:
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            g = m.reconstruct(image, w2c, K)
-        return Reconstruction(g[0].to(self.device))
+            return self._model().reconstruct(*inputs)[0]
 
     def metadata(self) -> dict[str, Any]:
         md = super().metadata()
