@@ -212,3 +212,32 @@ def test_benchmark_refuses_a_tampered_shard(tmp_path):
     tar.write_bytes(bytes(data))
     r = _run(proj, "--method", "template")
     assert r.returncode != 0 and tar.name in r.stderr and "differs from its manifest" in r.stderr, r.stderr[-2000:]
+
+
+def test_photo_protocol_on_a_folder(tmp_path):
+    """--photos: every portrait reconstructed and rendered at the input camera and +-15 / +-30 degrees of yaw,
+    CSIM and face detection per view, unreadable files skipped with their reason, a contact sheet."""
+    from PIL import Image
+    from skimage import data
+
+    from benchmarks.run import PHOTO_YAW_OFFSETS, evaluate_photos
+    from recon.any3davatar.scaffold import sphere_scaffold
+    from recon.checkpoints import build_model, save_checkpoint
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    Image.fromarray(data.astronaut()).save(d / "astronaut.jpg", quality=92)
+    (d / "broken.png").write_bytes(b"not a png")
+    cfg = profile_config("tiny")
+    mcfg = cfg.any3davatar  # an untrained model of the profile's own config (the benchmark refuses any other)
+    ck = save_checkpoint(tmp_path / "ck", build_model(mcfg, anchors=sphere_scaffold(mcfg.n_anchors)), 0,
+                         extra={"method": "any3davatar"})
+    r = evaluate_photos("any3davatar", cfg, d, checkpoint=ck, out_root=tmp_path / "eval", device="cpu", res=128)
+    assert r["photos"] == 2 and r["reconstructed"] == 1 and r["skipped"][0]["photo"] == "broken.png"
+    assert list(r["per_yaw_offset"]) == [f"{o:+g}" for o in PHOTO_YAW_OFFSETS]
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "eval" / "any3davatar-photos" / "per_view.csv")
+    assert len(rows) == len(PHOTO_YAW_OFFSETS) and set(rows["photo"]) == {"astronaut.jpg"}
+    sheet = Image.open(tmp_path / "eval" / "any3davatar-photos" / "contact_sheet.png")
+    assert sheet.size == (128 * (1 + len(PHOTO_YAW_OFFSETS)), 128)
