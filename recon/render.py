@@ -9,6 +9,8 @@ from typing import Literal
 
 import torch
 
+from anyhead.cameras import camera_center
+
 from . import rasterize as ref
 from .gaussians import Gaussians
 
@@ -71,7 +73,7 @@ def _render_torch(g: Gaussians, w2c: torch.Tensor, K: torch.Tensor, width: int, 
             if g.sh_degree is None:
                 colors = g.colors[b]
             else:
-                campos = -cam[:3, :3].T @ cam[:3, 3]
+                campos = camera_center(cam)
                 colors = torch.clamp_min(ref.eval_sh(g.sh_degree, g.colors[b], g.means[b] - campos) + 0.5, 0.0)
             c, a, d = ref.rasterize(proj, opac[b], colors, width, height, background)
             rv.append(c.permute(2, 0, 1))

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anyhead.cameras import camera_center
+
 from .config import SplatterConfig
 from .gaussians import Gaussians
 
@@ -43,7 +45,7 @@ class SplatterImage(nn.Module):
         s = self.cfg.image_size / size
         pix = torch.stack([xs * s, ys * s, torch.ones_like(xs)], -1).reshape(-1, 3).to(w2c.dtype)
         d = F.normalize(pix @ torch.linalg.inv(K).transpose(-1, -2) @ w2c[:, :3, :3], dim=-1)  # (B, P, 3) world
-        o = -(w2c[:, :3, :3].transpose(1, 2) @ w2c[:, :3, 3:])[..., 0]
+        o = camera_center(w2c)
         return o, d
 
     def forward(self, image: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor, target_w2c: torch.Tensor | None = None,

@@ -274,3 +274,22 @@ def test_bench_train_runs_every_variant(tiny_shards, ict_model, tmp_path, varian
     r = bench(variant, tcfg, mcfg, str(tiny_shards), str(tmp_path / "cache"), torch.device("cpu"), 2, steps=2, warmup=1,
               ict_model=str(CACHE / "ict_model_test.npz"))
     assert r["samples_per_s"] > 0 and set(r["phases_ms"]) == set(PHASES)
+
+
+def test_init_from_released_weights_warm_starts(tiny_shards, tmp_path):
+    """--init-from: the new run starts from the given weights at step 0 with a fresh optimizer; weights of another
+    config are refused."""
+    from recon.checkpoints import load_train_state
+
+    train(cfg(steps=4, ema_decay=0.0), MODEL, tiny_shards, tmp_path / "a", resume=False, anchors=anchors())
+    released, _ = load_model(tmp_path / "a")
+    r = train(cfg(steps=1, ema_decay=0.0, lr=1e-12, warmup=0), MODEL, tiny_shards, tmp_path / "b", resume=False,
+              anchors=anchors(), init_from=tmp_path / "a" / "model.safetensors")
+    assert load_model(tmp_path / "b")[1]["step"] == 1
+    for k, v in released.state_dict().items():  # one step at lr 1e-12: still the released weights
+        assert torch.allclose(v, r.model.state_dict()[k], atol=1e-6), k
+    opt = load_train_state(tmp_path / "b")[1]
+    assert all(int(s["step"]) == 1 for s in opt["state"].values())  # a fresh optimizer: one step, not five
+    with pytest.raises(CheckpointError, match="dim: checkpoint 48 vs configured 64"):
+        train(cfg(steps=2), replace(MODEL, {"dim": 64}), tiny_shards, tmp_path / "c", resume=False, anchors=anchors(),
+              init_from=tmp_path / "a" / "model.safetensors")
