@@ -8,12 +8,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -41,6 +46,50 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of our temporary names: ``.<name>.tmp-<pid>[<suffix>]`` from
+    :func:`anyhead.stages.temp_folder` and :func:`atomic_path`."""
+    return name.startswith(".") and ".tmp-" in name
+
+
+def remove_orphan_temps(folder: str | os.PathLike[str], stage: str) -> list[Path]:
+    """Remove the temporary files and folders a killed run left directly in ``folder``; returns them.
+
+    Only safe while this profile's build lock is held (taken by every
+    pipelines/ stage): another live build's temporaries look the same."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in sorted(folder.iterdir()):
+        if not is_temp_name(p.name):
+            continue
+        log.info("%s: removing %s: leftover temporary %s of a killed run", stage, p, "folder" if p.is_dir() else "file")
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+        removed.append(p)
+    return removed
+
+
+KEY_STEM_MAX = 40  # characters of the sanitised relative path kept in a key (keys stay well inside tar name limits)
+KEY_HASH_LEN = 6
+
+
+def source_key(prefix: str, rel_path: str, salt: str = "") -> str:
+    """A sample/asset key for an input file at ``rel_path`` (relative to its configured folder, ``/``-separated):
+    ``<prefix><sanitised path without suffix>_<hash>``, e.g. ``photo_my-portrait_3f2a1c``. Only ``[a-z0-9_-]``
+    (no dots: webdataset keys end at the first dot of a member name), at most ``len(prefix) + KEY_STEM_MAX + 1 +
+    KEY_HASH_LEN`` characters, and stable: the hash is of the whole relative path (suffix included, so
+    ``astro.png`` and ``astro.jpg`` get different keys) plus ``salt``."""
+    name = rel_path.rsplit("/", 1)[-1]
+    stem = rel_path[: len(rel_path) - len(name)] + (name.rsplit(".", 1)[0] if "." in name[1:] else name)
+    slug = re.sub(r"[^a-z0-9_]+", "-", stem.lower()).strip("-_")[:KEY_STEM_MAX].strip("-_") or "file"
+    digest = hashlib.sha256(f"{salt}{rel_path}".encode()).hexdigest()[:KEY_HASH_LEN]
+    return f"{prefix}{slug}_{digest}"
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -6,8 +6,8 @@ import logging
 import shutil
 
 from anyhead.cameras import CONVENTION
-from anyhead.io import write_json
-from anyhead.photos import photo_sources, portrait_sample
+from anyhead.io import remove_orphan_temps, write_json
+from anyhead.photos import write_photo_split
 from anyhead.samples import folder_identity, read_folder
 from anyhead.shards import assign_splits, split_hash, write_shards
 from pipelines.common import read_index, stage_args
@@ -22,6 +22,7 @@ def main() -> None:
     ident = {h["id"]: folder_identity(paths.renders / h["id"]) for h in heads}
     split_of = assign_splits(ident.values(), dict(sc.splits), sc.split_seed)
     manifest = {"convention": CONVENTION, "profile": cfg.name, "splits": {}}
+    remove_orphan_temps(paths.shards, "shards")  # e.g. a splits.json temp file of a killed run
     active = [k for k, f in sc.splits.items() if f > 0]
     for stale in sorted(p for p in paths.shards.glob("*") if p.is_dir() and p.name not in (*active, "photos")):
         log.info("removing %s: split no longer in the plan", stale)
@@ -35,13 +36,9 @@ def main() -> None:
                                      "shards": [m["shard"] for m in mans], "single_view": False}
         log.info("%s: %d samples, %d identities, %d shards, hash %s", split, len(keys), len(ids), len(mans),
                  manifest["splits"][split]["hash"][:12])
-    samples = [(k, (lambda load=load, k=k: portrait_sample(load(), k, pc.res, background=pc.background)))
-               for k, load in photo_sources({"builtin_astronaut": pc.builtin_astronaut, "dirs": list(pc.dirs)})]
-    if samples:
-        mans = write_shards(samples, paths.split("photos"), "photos", sc.samples_per_shard)
-        keys = [k for k, _ in samples]
-        manifest["splits"]["photos"] = {"keys": keys, "identities": [f"photo-{k}" for k in keys], "hash": split_hash(keys),
-                                        "shards": [m["shard"] for m in mans], "single_view": True}
+    photos = write_photo_split(pc, paths.split("photos"), sc.samples_per_shard)
+    if photos is not None:
+        manifest["splits"]["photos"] = photos
     elif paths.split("photos").exists():
         log.info("removing %s: no photos configured", paths.split("photos"))
         shutil.rmtree(paths.split("photos"))
