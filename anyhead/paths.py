@@ -44,6 +44,11 @@ class Paths:
         return self.root / "data" / self.profile
 
     @property
+    def lock(self) -> Path:
+        """The build lock every pipelines/ stage of this profile holds while it runs."""
+        return self.data / ".lock"
+
+    @property
     def assets(self) -> Path:
         return self.data / "assets"
 

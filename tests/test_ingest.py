@@ -1,14 +1,19 @@
 """Robust ingestion and build hygiene (issue 14): photo keys, bad photos skipped, orphan temporaries, the build lock."""
 import json
 import logging
+import os
+import subprocess
+import sys
 import tarfile
+import textwrap
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from anyhead.config import PhotosConfig
-from anyhead.io import source_key
+from anyhead.io import LockHeld, profile_lock, release_lock, source_key
 from anyhead.photos import photo_sources, write_photo_split
 from anyhead.shards import KEY_MAX, check_key, read_tar_samples, verify, write_shards
 from anyhead.stages import Task, plan, temp_folder, write_folder
@@ -101,7 +106,7 @@ def test_write_shards_refuses_bad_and_duplicate_keys(tmp_path):
         write_shards([("k", dict), ("k", dict)], tmp_path, "x", 2)
 
 
-# -- orphan temporaries -----------------------------------------------------
+# -- orphan temporaries and the build lock -----------------------------------------------------
 
 
 def test_orphan_temporaries_of_a_killed_run_are_removed(tmp_path, caplog):
@@ -124,3 +129,58 @@ def test_orphan_temporaries_of_a_killed_run_are_removed(tmp_path, caplog):
     (shards / ".train-000000.tmp-999999.tar").write_bytes(b"partial")
     write_shards([("s0", lambda: {"x.txt": b"1"})], shards, "train", 1)
     assert sorted(p.name for p in shards.iterdir()) == ["train-000000.json", "train-000000.tar"]
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from anyhead.io import profile_lock
+    profile_lock(sys.argv[1])
+    print("locked", flush=True)
+    time.sleep(60)
+""")
+
+
+def _hold(path):
+    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_lock_stops_a_second_build_and_names_the_holder(tmp_path):
+    lock = tmp_path / "data" / "tiny" / ".lock"
+    proc = _hold(lock)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(LockHeld, match=rf"another build of this profile is running \(pid {proc.pid}\)"):
+            profile_lock(lock)
+        assert time.monotonic() - t0 < 1  # fails fast, does not wait
+    finally:
+        proc.kill()
+        proc.wait()
+    # the kernel released the killed holder's lock: a stale lock file does not block the next build
+    assert profile_lock(lock) == lock and profile_lock(lock) == lock  # re-entrant within one process
+    release_lock(lock)
+
+
+def test_every_stage_takes_the_profile_lock(tmp_path, monkeypatch):
+    """pipelines/common.stage_args (the start of every pipelines/ stage) refuses to run beside another build."""
+    import shutil
+
+    from pipelines.common import stage_args
+
+    shutil.copy("params.yaml", tmp_path / "params.yaml")
+    lock = tmp_path / "data" / "tiny" / ".lock"
+    proc = _hold(lock)
+    monkeypatch.setattr(sys, "argv", ["shards", "--profile", "tiny", "--params", str(tmp_path / "params.yaml")])
+    try:
+        with pytest.raises(SystemExit, match=rf"\.lock: another build .*pid {proc.pid}"):
+            stage_args("test")
+    finally:
+        proc.kill()
+        proc.wait()
+    _, cfg = stage_args("test")
+    assert cfg.paths.lock == lock
+    release_lock(lock)
+    for stage in ("build_assets", "dataset_card", "fetch_assets", "render", "shards"):
+        assert "stage_args(" in open(f"pipelines/{stage}.py").read()
