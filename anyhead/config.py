@@ -372,7 +372,9 @@ class RenderConfig:
     shadows: bool
     gt_points: int = num(ge=1)
     input_yaw: float = num(ge=0, le=180)  # degrees, uniform in +-input_yaw
-    input_pitch: float = num(ge=0, le=80)  # degrees, uniform in [-input_pitch / 2, input_pitch]
+    input_pitch: float = num(ge=0, le=80)  # degrees, pitch uniform in [-input_pitch_down, input_pitch] (+: from above)
+    input_pitch_down: float = num(ge=0, le=80)
+    input_roll: float = num(ge=0, le=45)  # degrees, roll about the optical axis uniform in +-input_roll
     focal_mm: tuple[float, float] = num(gt=0, le=1000)  # 35 mm-equivalent range
     distance_jitter: float = num(ge=0, lt=1)
     target_pitch: tuple[float, float] = num(ge=-89, le=89)
