@@ -423,5 +423,17 @@ class PhotosConfig:
 
 
 @dataclass(frozen=True)
+class CapturesConfig:
+    """``captures``: folders of calibrated multi-view captures (nerfstudio / COLMAP text), one subject each
+    (:mod:`anyhead.captures`), normalised into the head frame and written as multi-view samples."""
+
+    dirs: tuple[str, ...]  # folders holding one capture folder per subject (or being one)
+    res: int = num(ge=16, le=4096)  # square crops around the head, resized to this
+    max_targets: int = num(ge=1)  # at most this many target views per subject (evenly chosen)
+    masks: Literal["given", "estimate", "none"]  # given: the capture's masks (else none); estimate: given, else matted
+    gt_points: int = num(ge=1)  # surface samples from a given mesh
+
+
+@dataclass(frozen=True)
 class CardConfig:
     contact_sheet_samples: int = num(ge=1, le=256)

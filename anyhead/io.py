@@ -79,14 +79,15 @@ KEY_STEM_MAX = 40  # characters of the sanitised relative path kept in a key (ke
 KEY_HASH_LEN = 6
 
 
-def source_key(prefix: str, rel_path: str, salt: str = "") -> str:
+def source_key(prefix: str, rel_path: str, salt: str = "", strip_suffix: bool = True) -> str:
     """A sample/asset key for an input file at ``rel_path`` (relative to its configured folder, ``/``-separated):
     ``<prefix><sanitised path without suffix>_<hash>``, e.g. ``photo_my-portrait_3f2a1c``. Only ``[a-z0-9_-]``
     (no dots: webdataset keys end at the first dot of a member name), at most ``len(prefix) + KEY_STEM_MAX + 1 +
     KEY_HASH_LEN`` characters, and stable: the hash is of the whole relative path (suffix included, so
-    ``astro.png`` and ``astro.jpg`` get different keys) plus ``salt``."""
+    ``astro.png`` and ``astro.jpg`` get different keys) plus ``salt``. ``strip_suffix=False`` for folders
+    (``john.doe/`` keeps its ``doe``)."""
     name = rel_path.rsplit("/", 1)[-1]
-    stem = rel_path[: len(rel_path) - len(name)] + (name.rsplit(".", 1)[0] if "." in name[1:] else name)
+    stem = rel_path[: len(rel_path) - len(name)] + (name.rsplit(".", 1)[0] if strip_suffix and "." in name[1:] else name)
     slug = re.sub(r"[^a-z0-9_]+", "-", stem.lower()).strip("-_")[:KEY_STEM_MAX].strip("-_") or "file"
     digest = hashlib.sha256(f"{salt}{rel_path}".encode()).hexdigest()[:KEY_HASH_LEN]
     return f"{prefix}{slug}_{digest}"

@@ -57,6 +57,11 @@ class Paths:
         return self.data / "renders"
 
     @property
+    def captures(self) -> Path:
+        """Calibrated multi-view captures normalised into samples (one folder per subject, as renders/)."""
+        return self.data / "captures"
+
+    @property
     def shards(self) -> Path:
         return self.data / "shards"
 

@@ -1,5 +1,6 @@
-"""DVC stage shards: pack rendered heads into identity-disjoint webdataset shards plus single-view
-photo samples; write the split manifest (keys and hash per split) in data/<profile>/shards/."""
+"""DVC stage shards: pack rendered heads into identity-disjoint webdataset shards, plus single-view
+photo samples (split ``photos``) and normalised multi-view captures (split ``captures``); write the split
+manifest (keys and hash per split) in data/<profile>/shards/."""
 from __future__ import annotations
 
 import logging
@@ -24,7 +25,7 @@ def main() -> None:
     manifest = {"convention": CONVENTION, "profile": cfg.name, "splits": {}}
     remove_orphan_temps(paths.shards, "shards")  # e.g. a splits.json temp file of a killed run
     active = [k for k, f in sc.splits.items() if f > 0]
-    for stale in sorted(p for p in paths.shards.glob("*") if p.is_dir() and p.name not in (*active, "photos")):
+    for stale in sorted(p for p in paths.shards.glob("*") if p.is_dir() and p.name not in (*active, "photos", "captures")):
         log.info("removing %s: split no longer in the plan", stale)
         shutil.rmtree(stale)
     for split in active:
@@ -42,6 +43,19 @@ def main() -> None:
     elif paths.split("photos").exists():
         log.info("removing %s: no photos configured", paths.split("photos"))
         shutil.rmtree(paths.split("photos"))
+    caps = read_index(paths.captures / "index.json", "captures")["subjects"]
+    if caps:  # their own split: their views need not match the renders' layout that the training cache expects
+        keys = [c["id"] for c in caps]
+        samples = [(k, lambda folder=paths.captures / k: read_folder(folder)) for k in keys]
+        mans = write_shards(samples, paths.split("captures"), "captures", sc.samples_per_shard)
+        ids = [folder_identity(paths.captures / k) for k in keys]
+        manifest["splits"]["captures"] = {"keys": keys, "identities": ids, "hash": split_hash(keys),
+                                          "shards": [m["shard"] for m in mans], "single_view": False,
+                                          "sources": {c["id"]: c["source"] for c in caps}}
+        log.info("captures: %d subjects", len(keys))
+    elif paths.split("captures").exists():
+        log.info("removing %s: no captures", paths.split("captures"))
+        shutil.rmtree(paths.split("captures"))
     write_json(paths.splits_manifest, manifest)
 
 
