@@ -184,3 +184,34 @@ def test_every_stage_takes_the_profile_lock(tmp_path, monkeypatch):
     release_lock(lock)
     for stage in ("build_assets", "dataset_card", "fetch_assets", "render", "shards"):
         assert "stage_args(" in open(f"pipelines/{stage}.py").read()
+
+
+def test_a_bad_scan_is_skipped_not_the_stage(tmp_path, monkeypatch, caplog):
+    """build_assets over scans named with dots, one of them broken: the good ones are built, the broken one is
+    named in a warning and left out of the index."""
+    import shutil
+
+    import yaml
+
+    from pipelines import build_assets
+    from tests.test_scans import _textured_sphere
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    _textured_sphere(0.11).export(scans / "john.doe.obj")
+    _textured_sphere(0.11).export(scans / "john.doe.ply")  # same stem, other format: a different key
+    (scans / "broken.scan.obj").write_text("this is not an obj\n")
+    params = yaml.safe_load(open("params.yaml"))
+    params["profiles"]["tiny"]["assets"].update(n_identities=0, scans_dir=str(scans), scan_options={"units": "m"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.setattr(sys, "argv", ["build_assets", "--profile", "tiny", "--params", str(tmp_path / "params.yaml")])
+    caplog.set_level(logging.WARNING)
+    try:
+        build_assets.main()
+    finally:
+        release_lock(tmp_path / "data" / "tiny" / ".lock")
+    index = json.loads((tmp_path / "data/tiny/assets/index.json").read_text())
+    ids = sorted(h["id"] for h in index)
+    assert len(ids) == 2 and all(i.startswith("scan_john-doe_") and check_key(i) for i in ids)
+    assert any("broken.scan.obj" in r.getMessage() and "skipping scan" in r.getMessage() for r in caplog.records)
+    shutil.rmtree(tmp_path / "data")
