@@ -16,8 +16,10 @@ centre) by a similarity transform ``x_head = s R x + t``: given in ``head_transf
 ``rotation`` 3x3, ``translation``), or estimated by triangulating the mediapipe face landmarks
 (:mod:`anyhead.face`) of the views that see a face and aligning them (Umeyama, with scale) to the template
 head's landmarks (:func:`anyhead.headpose.template`). Points: a mesh (``mesh.ply``/``.obj``/``.glb``)
-gives ground-truth surface points with normals (``gt_points: true``); a point cloud (COLMAP points3D,
-nerfstudio ply) gives points without normals, flagged ``gt_points: false`` (SfM points are not ground truth).
+gives ground-truth surface points with normals, depth images (nerfstudio ``depth_file_path``, camera-z,
+``depth_unit_scale_factor``) give ground-truth points without normals (both ``gt_points: true``); a point cloud
+(COLMAP points3D, nerfstudio ply) gives points without normals, flagged ``gt_points: false`` (SfM points are not
+ground truth).
 
 :func:`capture_sample` writes the same sample format as rendered heads (:mod:`anyhead.samples`): the most
 frontal view is ``input_000``, the others targets (square crops around the head, resized). The export helpers
@@ -55,6 +57,7 @@ class CaptureView:
     image: Path
     camera: Camera  # OpenCV, in the capture's frame (or the head frame after :func:`normalise`)
     mask: Path | None = None
+    depth: Path | None = None  # camera-z depth image (16-bit PNG, ``Capture.depth_scale`` capture units per step)
 
 
 @dataclass
@@ -103,6 +106,7 @@ class Capture:
     points: np.ndarray | None = None  # (N, 3) point cloud in the capture frame
     mesh: Any = None  # trimesh.Trimesh in the capture frame
     transform: Similarity | None = None  # given in head_transform.json
+    depth_scale: float = 1e-3  # capture units per depth-image step (nerfstudio's depth_unit_scale_factor)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -187,12 +191,14 @@ def read_nerfstudio(folder: Path) -> Capture:
             raise InputError(path, f"frame {i}: bad transform_matrix ({e})") from None
         K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
         mask = folder / fr["mask_path"] if fr.get("mask_path") else None
+        depth = folder / fr["depth_file_path"] if fr.get("depth_file_path") else None
         views.append(CaptureView(Path(fr.get("file_path", f"frame_{i}")).stem, img, Camera(opengl_to_opencv(c2w), K, W, H),
-                                 mask))
+                                 mask, depth))
     points = None
     if meta.get("ply_file_path"):
         points = _read_ply_points(folder / meta["ply_file_path"])
-    return Capture(folder.name, folder, "nerfstudio", views, points)
+    return Capture(folder.name, folder, "nerfstudio", views, points,
+                   depth_scale=float(meta.get("depth_unit_scale_factor", 1e-3)))
 
 
 def _read_ply_points(path: Path) -> np.ndarray:
@@ -378,7 +384,7 @@ class NormalisedCapture:
     transform: Similarity
     cameras: list[Camera]  # head frame
     points: np.ndarray  # (N, 6) head frame, normals zero where unknown
-    points_source: str  # "mesh" | "colmap_points3D" | "nerfstudio_ply" | "none"
+    points_source: str  # "mesh" | "depth" | "colmap_points3D" | "nerfstudio_ply" | "none"
     gt_points: bool
 
 
@@ -394,6 +400,9 @@ def normalise(cap: Capture, transform: Similarity | None, n_points: int, seed: i
         pts, fid = trimesh.sample.sample_surface(cap.mesh, n_points, seed=int(rng.integers(1 << 31)))
         nrm = transform.rotation @ np.asarray(cap.mesh.face_normals[fid]).T
         points, src, gt = np.concatenate([transform.apply(pts), nrm.T], 1), "mesh", True
+    elif any(v.depth is not None for v in cap.views):
+        pts = depth_points(cap, n_points, seed)
+        points, src, gt = np.concatenate([transform.apply(pts), np.zeros_like(pts)], 1), "depth", True
     elif cap.points is not None and len(cap.points):
         pts = transform.apply(cap.points)
         points = np.concatenate([pts, np.zeros_like(pts)], 1)
@@ -401,6 +410,37 @@ def normalise(cap: Capture, transform: Similarity | None, n_points: int, seed: i
     else:
         points, src, gt = np.zeros((0, 6)), "none", False
     return NormalisedCapture(cap, transform, cams, points.astype(np.float32), src, gt)
+
+
+def depth_points(cap: Capture, n: int, seed: int) -> np.ndarray:
+    """``n`` points (capture frame) unprojected from the views' depth images, where the depth is valid and, when a
+    mask is given, fully inside it (silhouette pixels mix foreground and background depths)."""
+    from .cameras import pixel_grid, unproject
+
+    pts = []
+    for v in cap.views:
+        if v.depth is None:
+            continue
+        try:
+            with Image.open(v.depth) as im:
+                d = np.asarray(im).astype(np.float64) * cap.depth_scale
+        except (OSError, ValueError) as e:
+            raise InputError(v.depth, f"unreadable depth image: {e}") from e
+        if d.shape != (v.camera.height, v.camera.width):
+            raise InputError(v.depth, f"depth is {d.shape[1]}x{d.shape[0]}, its camera {v.camera.width}x{v.camera.height}")
+        ok = d > 0
+        if v.mask is not None:
+            ok &= load_mask(v.mask, d.shape) >= 0.999
+        # interior only: a pixel whose neighbours all have depth (no edge-averaged depths)
+        ok[1:-1, 1:-1] &= ok[:-2, 1:-1] & ok[2:, 1:-1] & ok[1:-1, :-2] & ok[1:-1, 2:]
+        ok[[0, -1]] = False
+        ok[:, [0, -1]] = False
+        uv = pixel_grid(v.camera.width, v.camera.height)[ok.ravel()]
+        pts.append(unproject(uv, d[ok], v.camera.w2c, v.camera.K))
+    allp = np.concatenate(pts) if pts else np.zeros((0, 3))
+    if len(allp) > n:
+        allp = allp[np.sort(np.random.default_rng(seed).choice(len(allp), n, replace=False))]
+    return allp
 
 
 # -- samples -------------------------------------------------------------------------------------
@@ -523,9 +563,11 @@ def _is_capture(p: Path) -> bool:
 # -- export (our renders out, for round trips and for other tools) -------------------------------
 
 def export_nerfstudio(folder: str | os.PathLike[str], views: list[tuple[str, np.ndarray, Camera]],
-                      points: np.ndarray | None = None, masks: list[np.ndarray] | None = None) -> Path:
+                      points: np.ndarray | None = None, masks: list[np.ndarray] | None = None,
+                      depths: list[np.ndarray] | None = None, depth_scale: float = 1e-3) -> Path:
     """Write ``views`` ((name, rgb, OpenCV camera)) as a nerfstudio capture: images/, transforms.json (OpenGL
-    camera-to-world, per-frame intrinsics), masks/ and a points.ply when given."""
+    camera-to-world, per-frame intrinsics), masks/, depths/ (16-bit PNG, ``depth_scale`` units a step) and a
+    points.ply when given."""
     folder = Path(folder)
     frames = []
     for i, (name, rgb, cam) in enumerate(views):
@@ -535,8 +577,14 @@ def export_nerfstudio(folder: str | os.PathLike[str], views: list[tuple[str, np.
         if masks is not None:
             Image.fromarray((np.clip(masks[i], 0, 1) * 255 + 0.5).astype(np.uint8)).save(_mk(folder / "masks" / f"{name}.png"))
             fr["mask_path"] = f"masks/{name}.png"
+        if depths is not None:
+            d = np.clip(np.round(np.asarray(depths[i]) / depth_scale), 0, 65535).astype(np.uint16)
+            Image.fromarray(d).save(_mk(folder / "depths" / f"{name}.png"))
+            fr["depth_file_path"] = f"depths/{name}.png"
         frames.append(fr)
     meta: dict[str, Any] = {"camera_model": "OPENCV", "frames": frames}
+    if depths is not None:
+        meta["depth_unit_scale_factor"] = depth_scale
     if points is not None:
         import trimesh
 
