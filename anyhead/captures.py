@@ -5,7 +5,8 @@ a point cloud, a mesh and the transform into the head frame:
 
 * **nerfstudio** ``transforms.json``: ``frames`` with ``file_path`` and ``transform_matrix`` (OpenGL
   camera-to-world), intrinsics ``fl_x``/``fl_y``/``cx``/``cy``/``w``/``h`` (or ``camera_angle_x``) at the top
-  level or per frame, ``mask_path`` per frame (optional), ``ply_file_path`` (optional point cloud);
+  level or per frame, ``mask_path`` and ``depth_file_path`` per frame (optional), ``ply_file_path``
+  (optional point cloud);
 * **COLMAP** text model (``cameras.txt``, ``images.txt``, ``points3D.txt`` optional) in the folder or in
   ``sparse/0``; images under ``images/``; masks under ``masks/<image name>.png`` (optional). Camera models
   ``PINHOLE`` and ``SIMPLE_PINHOLE``, and the distortion models with all distortion parameters zero.
