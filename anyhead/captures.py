@@ -15,8 +15,9 @@ Cameras become OpenCV world-to-camera + pixel K (:mod:`anyhead.cameras`). The ca
 scale, any orientation) is mapped into the head frame (metres, +y up, +z out of the face, origin at the head
 centre) by a similarity transform ``x_head = s R x + t``: given in ``head_transform.json`` (``scale``,
 ``rotation`` 3x3, ``translation``), or estimated by triangulating the mediapipe face landmarks
-(:mod:`anyhead.face`) of the views that see a face and aligning them (Umeyama, with scale) to the template
-head's landmarks (:func:`anyhead.headpose.template`). Points: a mesh (``mesh.ply``/``.obj``/``.glb``)
+(:mod:`anyhead.face`) of the views that see a face, aligning them (Umeyama, with scale) to the template
+head's landmarks (:func:`anyhead.headpose.template`) and refining by reprojection (:func:`refine_transform`).
+Points: a mesh (``mesh.ply``/``.obj``/``.glb``)
 gives ground-truth surface points with normals, depth images (nerfstudio ``depth_file_path``, camera-z,
 ``depth_unit_scale_factor``) give ground-truth points without normals (both ``gt_points: true``); a point cloud
 (COLMAP points3D, nerfstudio ply) gives points without normals, flagged ``gt_points: false`` (SfM points are not
@@ -355,8 +356,43 @@ def estimate_transform(cap: Capture, load: Any = None) -> Similarity:
         d = np.linalg.norm(sim.apply(X) - tpl, axis=1)
         sel = d <= 2 * np.median(d)
     sim = umeyama(X[sel], tpl[sel])
+    sim = refine_transform(sim, uv[keep], [c for c, k in zip(cams, keep) if k])
     sim.source = (f"landmarks ({int(sel.sum())} of {len(tpl)} template points, {int(keep.sum())} views: "
                   f"{', '.join(n for n, k in zip(used, keep) if k)})")
+    return sim
+
+
+def _yaw_in(sim: Similarity, cam: Camera) -> float:
+    c = sim.apply(cam.center[None])[0]
+    return float(np.degrees(np.arctan2(c[0], c[2])))
+
+
+def refine_transform(sim: Similarity, uv: np.ndarray, cams: list[Camera], rounds: int = 2) -> Similarity:
+    """Refine a capture -> head similarity by reprojection: the template's landmarks for each view's yaw
+    (:func:`anyhead.headpose.template_points`: contour landmarks slide with the view), mapped into the capture
+    frame and projected, against the detected landmarks ``uv`` (V, N, 2) of ``cams``; robust least squares."""
+    from scipy.optimize import least_squares
+    from scipy.spatial.transform import Rotation
+
+    from .cameras import project
+    from .headpose import template_points
+
+    scale_px = np.median([np.ptp(u, axis=0).max() for u in uv]) / 100  # ~1% of the face in pixels
+    for _ in range(rounds):
+        tpls = [template_points(_yaw_in(sim, c)) for c in cams]
+
+        def residuals(x: np.ndarray, tpls=tpls) -> np.ndarray:
+            s_ = np.exp(x[6])
+            R = Rotation.from_rotvec(x[:3]).as_matrix()
+            out = []
+            for c, u, tp in zip(cams, uv, tpls):
+                pts = (tp - x[3:6]) @ R / s_  # head -> capture frame: R^T (p - t) / s
+                out.append(((project(pts, c.w2c, c.K)[0] - u) / scale_px).ravel())
+            return np.concatenate(out)
+
+        x0 = np.concatenate([Rotation.from_matrix(sim.rotation).as_rotvec(), sim.translation, [np.log(sim.scale)]])
+        r = least_squares(residuals, x0, loss="soft_l1", f_scale=2.0, x_scale="jac")
+        sim = Similarity(float(np.exp(r.x[6])), Rotation.from_rotvec(r.x[:3]).as_matrix(), r.x[3:6].copy(), sim.source)
     return sim
 
 

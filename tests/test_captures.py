@@ -121,11 +121,12 @@ def test_mesh_gives_gt_points_and_samples_decode(rendered, tmp_path):
         assert 0 <= uv[0, 0] < 64 and 0 <= uv[0, 1] < 64 and 0.05 < float(v["mask"].mean()) < 0.95
 
 
-def test_transform_estimated_from_face_landmarks(rendered, tmp_path):
+@pytest.mark.parametrize("seed", [11, 12])
+def test_transform_estimated_from_face_landmarks(rendered, tmp_path, seed):
     """Without a given transform the head is placed by triangulated face landmarks aligned to the template:
     close, not exact (the template is a mean face, mediapipe's landmarks are a few mm off)."""
     views, masks, points, _ = rendered
-    sim = random_similarity(np.random.default_rng(11))
+    sim = random_similarity(np.random.default_rng(seed))
     folder = tmp_path / "subject"
     export_colmap(folder, _moved(views, sim), points=sim.inverse().apply(points[:, :3]))
     norm = normalise(read_capture(folder), None, n_points=100)
@@ -136,8 +137,8 @@ def test_transform_estimated_from_face_landmarks(rendered, tmp_path):
     pts_mm = np.linalg.norm(norm.points[:, :3] - points[:, :3], axis=1) * 1000
     print(f"estimated: scale error {abs(est.scale / sim.scale - 1) * 100:.2f}%, camera centres max {cam_mm.max():.1f} mm, "
           f"rotations max {cam_deg.max():.2f} deg, points median {np.median(pts_mm):.1f} max {pts_mm.max():.1f} mm; {est.source}")
-    # measured here: scale 0.6%, rotation 3.7 deg, camera centres 80 mm (cameras 0.75-1.2 m away), points median 8.7 mm
-    assert abs(est.scale / sim.scale - 1) < 0.03 and cam_deg.max() < 5.0 and cam_mm.max() < 100 and np.median(pts_mm) < 12
+    # measured: scale 1.7 / 1.3%, rotation 0.63 / 1.81 deg, camera centres 25 / 44 mm (cameras 0.75-1.2 m away), points median 3.1 / 4.8 mm
+    assert abs(est.scale / sim.scale - 1) < 0.03 and cam_deg.max() < 2.5 and cam_mm.max() < 50 and np.median(pts_mm) < 6
 
 
 def test_umeyama_recovers_a_similarity():
