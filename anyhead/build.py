@@ -11,6 +11,7 @@ from typing import Any
 from .config import AssetsConfig, to_dict
 from .heads import HeadSpec, build_head
 from .ict import ICTModel
+from .io import source_key
 from .scans import list_scans, load_scan
 from .stages import Task, commit_folder, plan_hash, temp_folder
 
@@ -34,7 +35,7 @@ def asset_tasks(cfg: AssetsConfig, out: Path, ict_model: Path) -> list[Task]:
                           {"kind": "ict", "seed": seed, "model": str(ict_model), "cfg": cfg}))
     if cfg.scans_dir:
         for p in list_scans(cfg.scans_dir):
-            tid = f"scan_{p.stem}"
+            tid = source_key("scan_", p.relative_to(cfg.scans_dir).as_posix())  # dots, duplicates, long names
             tasks.append(Task(tid, out / tid, plan_hash("scan", str(p), to_dict(cfg.scan_options)),
                               {"kind": "scan", "path": str(p), "cfg": cfg}))
     return tasks

@@ -190,6 +190,16 @@ def orbit_camera(yaw_deg: float, pitch_deg: float, radius: float, target: np.nda
     return look_at(eye, target, up)
 
 
+def roll_camera(w2c: np.ndarray, roll_deg: float) -> np.ndarray:
+    """``w2c`` turned about its own optical axis by ``roll_deg`` (positive: the image content turns
+    clockwise on screen, i.e. the camera rolls counter-clockwise as seen from behind it)."""
+    r = np.radians(roll_deg)
+    c, s = np.cos(r), np.sin(r)
+    R = np.eye(4)
+    R[:2, :2] = [[c, -s], [s, c]]
+    return R @ np.asarray(w2c, dtype=np.float64)
+
+
 def yaw_of_camera(w2c: np.ndarray) -> float:
     """Absolute yaw (degrees, 0..180) of the camera centre around the head's y axis; 0 = front."""
     c = camera_center(w2c)

@@ -26,6 +26,11 @@ def yaw_bucket(yaw: float) -> str:
     return YAW_BUCKETS[0] if a <= 30 else YAW_BUCKETS[2] if a >= 120 else YAW_BUCKETS[1]
 
 
+def _layout(s: Any) -> tuple:
+    """(input, target) image shapes: the QA sheet tiles examples of one layout (captures may differ)."""
+    return tuple(next((v.rgb.shape for v in s.views if v.role == r), None) for r in ("input", "target"))
+
+
 def collect(shard_root: str | Path) -> dict[str, Any]:
     root = Path(shard_root)
     splits = json.loads((root / "splits.json").read_text())
@@ -54,7 +59,8 @@ def collect(shard_root: str | Path) -> dict[str, Any]:
                 else:
                     c["target_views"] += 1
             c["gt_points"] += 0 if s.points is None else len(s.points)
-            if len(examples) < 16 and not info.get("single_view"):
+            same_size = not examples or _layout(s) == _layout(examples[0])
+            if len(examples) < 16 and not info.get("single_view") and same_size:
                 examples.append(s)
         c["skipped"] = len(ds.skipped)
         stats["splits"][split] = {k: dict(v) if isinstance(v, Counter) else v for k, v in c.items()}

@@ -372,7 +372,9 @@ class RenderConfig:
     shadows: bool
     gt_points: int = num(ge=1)
     input_yaw: float = num(ge=0, le=180)  # degrees, uniform in +-input_yaw
-    input_pitch: float = num(ge=0, le=80)  # degrees, uniform in [-input_pitch / 2, input_pitch]
+    input_pitch: float = num(ge=0, le=80)  # degrees, pitch uniform in [-input_pitch_down, input_pitch] (+: from above)
+    input_pitch_down: float = num(ge=0, le=80)
+    input_roll: float = num(ge=0, le=45)  # degrees, roll about the optical axis uniform in +-input_roll
     focal_mm: tuple[float, float] = num(gt=0, le=1000)  # 35 mm-equivalent range
     distance_jitter: float = num(ge=0, lt=1)
     target_pitch: tuple[float, float] = num(ge=-89, le=89)
@@ -418,6 +420,18 @@ class PhotosConfig:
     dirs: tuple[str, ...]
     res: int = num(ge=16, le=4096)
     background: Literal["keep", "estimate", "white"]
+
+
+@dataclass(frozen=True)
+class CapturesConfig:
+    """``captures``: folders of calibrated multi-view captures (nerfstudio / COLMAP text), one subject each
+    (:mod:`anyhead.captures`), normalised into the head frame and written as multi-view samples."""
+
+    dirs: tuple[str, ...]  # folders holding one capture folder per subject (or being one)
+    res: int = num(ge=16, le=4096)  # square crops around the head, resized to this
+    max_targets: int = num(ge=1)  # at most this many target views per subject (evenly chosen)
+    masks: Literal["given", "estimate", "none"]  # given: the capture's masks (else none); estimate: given, else matted
+    gt_points: int = num(ge=1)  # surface samples from a given mesh
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -41,6 +46,96 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of our temporary names: ``.<name>.tmp-<pid>[<suffix>]`` from
+    :func:`anyhead.stages.temp_folder` and :func:`atomic_path`."""
+    return name.startswith(".") and ".tmp-" in name
+
+
+def remove_orphan_temps(folder: str | os.PathLike[str], stage: str) -> list[Path]:
+    """Remove the temporary files and folders a killed run left directly in ``folder``; returns them.
+
+    Only safe while this profile's build lock is held (:func:`profile_lock`, taken by every
+    pipelines/ stage): another live build's temporaries look the same."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in sorted(folder.iterdir()):
+        if not is_temp_name(p.name):
+            continue
+        log.info("%s: removing %s: leftover temporary %s of a killed run", stage, p, "folder" if p.is_dir() else "file")
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+        removed.append(p)
+    return removed
+
+
+KEY_STEM_MAX = 40  # characters of the sanitised relative path kept in a key (keys stay well inside tar name limits)
+KEY_HASH_LEN = 6
+
+
+def source_key(prefix: str, rel_path: str, salt: str = "", strip_suffix: bool = True) -> str:
+    """A sample/asset key for an input file at ``rel_path`` (relative to its configured folder, ``/``-separated):
+    ``<prefix><sanitised path without suffix>_<hash>``, e.g. ``photo_my-portrait_3f2a1c``. Only ``[a-z0-9_-]``
+    (no dots: webdataset keys end at the first dot of a member name), at most ``len(prefix) + KEY_STEM_MAX + 1 +
+    KEY_HASH_LEN`` characters, and stable: the hash is of the whole relative path (suffix included, so
+    ``astro.png`` and ``astro.jpg`` get different keys) plus ``salt``. ``strip_suffix=False`` for folders
+    (``john.doe/`` keeps its ``doe``)."""
+    name = rel_path.rsplit("/", 1)[-1]
+    stem = rel_path[: len(rel_path) - len(name)] + (name.rsplit(".", 1)[0] if strip_suffix and "." in name[1:] else name)
+    slug = re.sub(r"[^a-z0-9_]+", "-", stem.lower()).strip("-_")[:KEY_STEM_MAX].strip("-_") or "file"
+    digest = hashlib.sha256(f"{salt}{rel_path}".encode()).hexdigest()[:KEY_HASH_LEN]
+    return f"{prefix}{slug}_{digest}"
+
+
+class LockHeld(RuntimeError):
+    """Another live process holds a build lock; the message names the lock file and the holder's pid."""
+
+    def __init__(self, path: str | os.PathLike[str], holder: str) -> None:
+        self.path, self.holder = str(path), holder
+        super().__init__(f"{self.path}: another build of this profile is running (pid {holder}); wait for it to "
+                         "finish or stop it. Two builds of one profile would delete each other's temporary files.")
+
+
+_HELD_LOCKS: dict[str, int] = {}  # resolved lock path -> open fd, for locks this process holds until it exits
+
+
+def profile_lock(path: str | os.PathLike[str]) -> Path:
+    """Take the exclusive build lock ``path`` (``data/<profile>/.lock``) for the rest of this process, or raise
+    :class:`LockHeld` at once (no waiting) naming the pid recorded by the process that holds it.
+
+    ``fcntl.flock`` on an open file: the kernel drops the lock when its holder exits, even when killed, so a
+    stale lock file never blocks a later build. Taking a lock this process already holds is a no-op."""
+    import fcntl
+
+    path = Path(path)
+    key = str(path.resolve())
+    if key in _HELD_LOCKS:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise LockHeld(path, holder) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD_LOCKS[key] = fd
+    return path
+
+
+def release_lock(path: str | os.PathLike[str]) -> None:
+    """Give back a lock taken with :func:`profile_lock` before this process exits (tests; stages just exit)."""
+    fd = _HELD_LOCKS.pop(str(Path(path).resolve()), None)
+    if fd is not None:
+        os.close(fd)  # closing the only descriptor releases the flock
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -44,12 +44,22 @@ class Paths:
         return self.root / "data" / self.profile
 
     @property
+    def lock(self) -> Path:
+        """The build lock every pipelines/ stage of this profile holds while it runs."""
+        return self.data / ".lock"
+
+    @property
     def assets(self) -> Path:
         return self.data / "assets"
 
     @property
     def renders(self) -> Path:
         return self.data / "renders"
+
+    @property
+    def captures(self) -> Path:
+        """Calibrated multi-view captures normalised into samples (one folder per subject, as renders/)."""
+        return self.data / "captures"
 
     @property
     def shards(self) -> Path:

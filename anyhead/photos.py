@@ -15,16 +15,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from .cameras import CONVENTION, Camera
+from .config import PhotosConfig
 from .face import FaceLandmarks, face_landmarks
 from .headpose import FOCAL_PRIOR_MM, HeadPose, apply_homography, photo_intrinsics, rig_camera, solve_head_pose, warp_to_rig
 from .imageio import Photo, load_photo, photo_from_array
-from .io import InputError
+from .io import InputError, source_key
 from .matting import alpha_matte, composite_on_white
 from .samples import encode_json, encode_view
 
@@ -118,19 +118,75 @@ def load_image(path: str | os.PathLike[str]) -> Photo:
     return load_photo(path, ANALYSIS_MAX_SIDE)
 
 
-def photo_sources(cfg: dict[str, Any]) -> list[tuple[str, Callable[[], Photo]]]:
-    """(key, loader) pairs for the configured photos: the built-in astronaut and image folders."""
-    out: list[tuple[str, Callable[[], Photo]]] = []
-    if cfg.get("builtin_astronaut", True):
-        out.append(("photo_astronaut", astronaut))
-    for d in cfg.get("dirs", []):
+KEY_PREFIX = "photo_"
+BUILTIN_ASTRONAUT_KEY = "photo_astronaut"
+
+
+@dataclass(frozen=True)
+class PhotoSource:
+    """One configured portrait: its sample key, where it comes from (for logs and manifests) and its loader."""
+
+    key: str
+    source: str
+    load: Callable[[], Photo]
+
+
+def photo_key(rel_path: str, salt: str = "") -> str:
+    """The sample key of a photo at ``rel_path`` in its folder (:func:`anyhead.io.source_key`)."""
+    return source_key(KEY_PREFIX, rel_path, salt)
+
+
+def photo_sources(cfg: PhotosConfig) -> list[PhotoSource]:
+    """The configured photos: the built-in astronaut and every image file under ``cfg.dirs`` (recursively,
+    hidden files and folders skipped, sorted), each with a unique key from :func:`photo_key`. A missing
+    folder is an :class:`InputError`; unreadable files are found later, when loaded, and skipped there."""
+    out: list[PhotoSource] = []
+    if cfg.builtin_astronaut:
+        out.append(PhotoSource(BUILTIN_ASTRONAUT_KEY, "skimage.data.astronaut", astronaut))
+    used = {s.key for s in out}
+    for d in cfg.dirs:
         folder = Path(d)
         if not folder.is_dir():
             raise InputError(folder, "photo folder not found")
-        for p in sorted(folder.iterdir()):
-            if p.suffix.lower() in IMAGE_SUFFIXES:
-                out.append((f"photo_{p.stem}", lambda p=p: load_image(p)))
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        for p in files:
+            rel = p.relative_to(folder).as_posix()
+            key = photo_key(rel)
+            if key in used:  # the same relative path in two configured folders: the folder joins the hash
+                key = photo_key(rel, salt=f"{d}:")
+            if key in used:
+                raise InputError(p, f"photo key {key} is not unique")  # a hash collision: rename the file
+            used.add(key)
+            out.append(PhotoSource(key, str(p), lambda p=p: load_image(p)))
     return out
+
+
+def write_photo_split(cfg: PhotosConfig, folder: str | os.PathLike[str], per_shard: int) -> dict | None:
+    """Pack the configured photos (:func:`photo_sources`) as single-view samples into shards in ``folder``;
+    return the split manifest's entry (keys, identities, hash, shards, ``skipped`` and each key's ``source``),
+    or None when no photos are configured. A photo that cannot be used (unreadable, no face, implausible pose:
+    an :class:`InputError`) is skipped with a log line naming the file and the reason, and listed under
+    ``skipped``; the rest of the stage goes on."""
+    from .shards import split_hash, write_shards
+
+    sources = photo_sources(cfg)
+    if not sources:
+        return None
+    samples = [(src.key, (lambda src=src: portrait_sample(src.load(), src.key, cfg.res, background=cfg.background,
+                                                          source=src.source)))
+               for src in sources]
+    mans = write_shards(samples, folder, "photos", per_shard, skip_errors=(InputError,))
+    keys = [k for m in mans for k in m["keys"]]
+    source_of = {src.key: src.source for src in sources}
+    skipped = [{"key": s["key"], "source": source_of[s["key"]], "reason": s["reason"]}
+               for m in mans for s in m.get("skipped", [])]
+    for s in skipped:
+        log.warning("photos: skipped %s (key %s): %s", s["source"], s["key"], s["reason"])
+    log.info("photos: %d samples, %d skipped", len(keys), len(skipped))
+    return {"keys": keys, "identities": [f"photo-{k}" for k in keys], "hash": split_hash(keys),
+            "shards": [m["shard"] for m in mans], "single_view": True, "skipped": skipped,
+            "sources": {k: source_of[k] for k in keys}}
 
 
 def astronaut() -> Photo:

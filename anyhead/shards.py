@@ -28,6 +28,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 import tarfile
 from collections.abc import Callable, Iterable
@@ -35,11 +36,22 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .io import atomic_path, sha256_file, write_json
+from .io import atomic_path, remove_orphan_temps, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
 STAMP_ENV = "ANYHEAD_SHARD_STAMPS"
+KEY_MAX = 64  # member names are ``<key>.<file>``; USTAR allows 100 characters for a name without a folder
+_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_key(key: str) -> str:
+    """``key`` if it can be a webdataset sample key: only ``[A-Za-z0-9_-]`` (readers split a member name at its first
+    dot, and a slash makes a folder), 1 to :data:`KEY_MAX` characters; else a ValueError naming it."""
+    if not _KEY_RE.fullmatch(key or "") or len(key) > KEY_MAX:
+        raise ValueError(f"sample key {key!r}: keys must be 1-{KEY_MAX} characters of [A-Za-z0-9_-] "
+                         "(no dots: webdataset keys end at the first dot of a member name)")
+    return key
 
 
 class ShardError(OSError):
@@ -95,16 +107,23 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def write_shards(samples: list[tuple[str, Callable[[], dict[str, bytes]]]], folder: str | os.PathLike[str], prefix: str,
-                 per_shard: int, on_shard: Callable[[int], None] | None = None) -> list[dict]:
+                 per_shard: int, on_shard: Callable[[int], None] | None = None,
+                 skip_errors: tuple[type[BaseException], ...] = ()) -> list[dict]:
     """Write ``samples`` ((key, loader) pairs, loader returning the files) into numbered shards.
 
     Returns the manifests. Up-to-date shards are skipped (logged); ``on_shard(i)`` is called after
-    shard i is complete (tests use it to simulate a crash)."""
+    shard i is complete (tests use it to simulate a crash). A loader raising one of ``skip_errors``
+    skips that sample with a log line naming it and the reason; the shard's manifest lists the keys
+    written (``keys``), the keys planned (``planned``, what a rerun compares) and ``skipped``
+    (key and reason), so a rerun does not retry a sample that failed under the same plan."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for tmp in folder.glob(".*.tmp-*"):
-        log.info("removing leftover temporary file %s", tmp)
-        tmp.unlink()
+    for key, _ in samples:
+        check_key(key)
+    if len({k for k, _ in samples}) != len(samples):
+        dup = sorted({k for k, _ in samples if sum(1 for j, _ in samples if j == k) > 1})
+        raise ValueError(f"{folder}: duplicate sample keys {dup[:5]}")
+    remove_orphan_temps(folder, f"shards {prefix}")
     manifests = []
     groups = [samples[i:i + per_shard] for i in range(0, len(samples), per_shard)]
     wanted = {f"{prefix}-{i:06d}" for i in range(len(groups))}
@@ -118,20 +137,27 @@ def write_shards(samples: list[tuple[str, Callable[[], dict[str, bytes]]]], fold
         keys = [k for k, _ in group]
         if tar_path.exists() and man_path.exists():
             man = json.loads(man_path.read_text())
-            if man.get("keys") == keys and man.get("sha256") == sha256_file(tar_path):
+            if man.get("planned", man.get("keys")) == keys and man.get("sha256") == sha256_file(tar_path):
                 log.info("skipping %s: complete and unchanged", tar_path.name)
                 manifests.append(man)
                 continue
         members: dict[str, str] = {}
+        written, skipped = [], []
         with atomic_path(tar_path) as tmp:
             with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
                 for key, load in group:
-                    files = load()
+                    try:
+                        files = load()
+                    except skip_errors as e:
+                        log.warning("skipping sample %s: %s", key, e)
+                        skipped.append({"key": key, "reason": str(e)})
+                        continue
                     for fname in sorted(files):
                         _add(tar, f"{key}.{fname}", files[fname])
                         members[f"{key}.{fname}"] = hashlib.sha256(files[fname]).hexdigest()
-        man = {"shard": tar_path.name, "count": len(keys), "bytes": tar_path.stat().st_size,
-               "sha256": sha256_file(tar_path), "keys": keys, "members": members}
+                    written.append(key)
+        man = {"shard": tar_path.name, "count": len(written), "bytes": tar_path.stat().st_size,
+               "sha256": sha256_file(tar_path), "keys": written, "planned": keys, "skipped": skipped, "members": members}
         write_json(man_path, man)
         manifests.append(man)
         if on_shard is not None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .io import remove_orphan_temps
+
 log = logging.getLogger(__name__)
 MARKER = "meta.json"  # written last; carries "plan_hash"
 
@@ -56,14 +58,12 @@ def plan(root: str | os.PathLike[str], tasks: list[Task], stage: str) -> list[Ta
     """Prepare ``root`` for ``tasks`` and return those still to do (see the module docstring)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    remove_orphan_temps(root, stage)
     wanted = {t.out.name for t in tasks}
     for p in sorted(root.iterdir()):
-        if not p.is_dir():
+        if not p.is_dir() or p.name.startswith("."):
             continue
-        if p.name.startswith("."):
-            log.info("%s: removing %s: leftover temporary folder of a killed run", stage, p)
-            shutil.rmtree(p)
-        elif p.name not in wanted:
+        if p.name not in wanted:
             log.info("%s: removing %s: no longer in the plan", stage, p)
             shutil.rmtree(p)
     todo = []

@@ -24,11 +24,18 @@ def main() -> None:
     todo = plan(out, tasks, "build_assets")
     results, failures = map_tasks(build_asset, todo, workers=cfg.assets.workers, scheduler=cfg.assets.scheduler,
                                   desc="build_assets")
+    # a user scan that cannot be used (unreadable, no colour, not head-sized) is skipped, not the whole stage
+    bad_scans = [(t, e) for t, e in failures if t.payload["kind"] == "scan" and e.startswith("InputError:")]
+    for t, e in bad_scans:
+        log.warning("build_assets: skipping scan %s: %s", t.payload["path"], e)
+    failures = [f for f in failures if f not in bad_scans]
     if failures:
         raise SystemExit(f"build_assets: {len(failures)} heads failed: " + "; ".join(f"{t.id}: {e}" for t, e in failures))
-    index = [asset_summary(t.id, json.loads((t.out / MARKER).read_text())) for t in tasks]
+    skipped = {t.id for t, _ in bad_scans}
+    index = [asset_summary(t.id, json.loads((t.out / MARKER).read_text())) for t in tasks if t.id not in skipped]
     write_json(out / "index.json", index)
-    log.info("%d heads (%d built, %d up to date) in %s", len(index), len(results), len(index) - len(results), out)
+    log.info("%d heads (%d built, %d up to date, %d scans skipped) in %s", len(index), len(results),
+             len(index) - len(results), len(skipped), out)
 
 
 if __name__ == "__main__":

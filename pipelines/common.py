@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from anyhead.config import ConfigError
+from anyhead.io import LockHeld, profile_lock
 from recon.config import ProfileConfig, load_config
 
 
 def stage_args(description: str) -> tuple[argparse.Namespace, ProfileConfig]:
     """Parse ``--profile``/``--params`` and the whole profile (every section is validated, so a bad
-    key anywhere stops the first stage before it does any work)."""
+    key anywhere stops the first stage before it does any work), then take the profile's build lock
+    (``data/<profile>/.lock``, held until the stage exits): a second build of the same profile stops here,
+    naming the first one's pid, instead of deleting its temporary files as a killed run's leftovers."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--profile", default=None, help="params.yaml profile (tiny, default, gpu)")
     ap.add_argument("--params", default="params.yaml")
@@ -23,6 +26,10 @@ def stage_args(description: str) -> tuple[argparse.Namespace, ProfileConfig]:
         cfg = load_config(args.params, args.profile)
     except ConfigError as e:
         raise SystemExit(f"{args.params}: {e}") from None
+    try:
+        profile_lock(cfg.paths.lock)
+    except LockHeld as e:
+        raise SystemExit(str(e)) from None
     return args, cfg
 
 

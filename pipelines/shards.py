@@ -1,13 +1,14 @@
-"""DVC stage shards: pack rendered heads into identity-disjoint webdataset shards plus single-view
-photo samples; write the split manifest (keys and hash per split) in data/<profile>/shards/."""
+"""DVC stage shards: pack rendered heads into identity-disjoint webdataset shards, plus single-view
+photo samples (split ``photos``) and normalised multi-view captures (split ``captures``); write the split
+manifest (keys and hash per split) in data/<profile>/shards/."""
 from __future__ import annotations
 
 import logging
 import shutil
 
 from anyhead.cameras import CONVENTION
-from anyhead.io import write_json
-from anyhead.photos import photo_sources, portrait_sample
+from anyhead.io import remove_orphan_temps, write_json
+from anyhead.photos import write_photo_split
 from anyhead.samples import folder_identity, read_folder
 from anyhead.shards import assign_splits, split_hash, write_shards
 from pipelines.common import read_index, stage_args
@@ -22,8 +23,9 @@ def main() -> None:
     ident = {h["id"]: folder_identity(paths.renders / h["id"]) for h in heads}
     split_of = assign_splits(ident.values(), dict(sc.splits), sc.split_seed)
     manifest = {"convention": CONVENTION, "profile": cfg.name, "splits": {}}
+    remove_orphan_temps(paths.shards, "shards")  # e.g. a splits.json temp file of a killed run
     active = [k for k, f in sc.splits.items() if f > 0]
-    for stale in sorted(p for p in paths.shards.glob("*") if p.is_dir() and p.name not in (*active, "photos")):
+    for stale in sorted(p for p in paths.shards.glob("*") if p.is_dir() and p.name not in (*active, "photos", "captures")):
         log.info("removing %s: split no longer in the plan", stale)
         shutil.rmtree(stale)
     for split in active:
@@ -35,16 +37,25 @@ def main() -> None:
                                      "shards": [m["shard"] for m in mans], "single_view": False}
         log.info("%s: %d samples, %d identities, %d shards, hash %s", split, len(keys), len(ids), len(mans),
                  manifest["splits"][split]["hash"][:12])
-    samples = [(k, (lambda load=load, k=k: portrait_sample(load(), k, pc.res, background=pc.background)))
-               for k, load in photo_sources({"builtin_astronaut": pc.builtin_astronaut, "dirs": list(pc.dirs)})]
-    if samples:
-        mans = write_shards(samples, paths.split("photos"), "photos", sc.samples_per_shard)
-        keys = [k for k, _ in samples]
-        manifest["splits"]["photos"] = {"keys": keys, "identities": [f"photo-{k}" for k in keys], "hash": split_hash(keys),
-                                        "shards": [m["shard"] for m in mans], "single_view": True}
+    photos = write_photo_split(pc, paths.split("photos"), sc.samples_per_shard)
+    if photos is not None:
+        manifest["splits"]["photos"] = photos
     elif paths.split("photos").exists():
         log.info("removing %s: no photos configured", paths.split("photos"))
         shutil.rmtree(paths.split("photos"))
+    caps = read_index(paths.captures / "index.json", "captures")["subjects"]
+    if caps:  # their own split: their views need not match the renders' layout that the training cache expects
+        keys = [c["id"] for c in caps]
+        samples = [(k, lambda folder=paths.captures / k: read_folder(folder)) for k in keys]
+        mans = write_shards(samples, paths.split("captures"), "captures", sc.samples_per_shard)
+        ids = [folder_identity(paths.captures / k) for k in keys]
+        manifest["splits"]["captures"] = {"keys": keys, "identities": ids, "hash": split_hash(keys),
+                                          "shards": [m["shard"] for m in mans], "single_view": False,
+                                          "sources": {c["id"]: c["source"] for c in caps}}
+        log.info("captures: %d subjects", len(keys))
+    elif paths.split("captures").exists():
+        log.info("removing %s: no captures", paths.split("captures"))
+        shutil.rmtree(paths.split("captures"))
     write_json(paths.splits_manifest, manifest)
 
 

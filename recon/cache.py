@@ -1,7 +1,7 @@
 """Training batches without per-step image decoding.
 
-A split's shards are decoded once into a compact uint8 cache (``SplitCache``): every sample's first
-input view and all target views as RGB + mask arrays at their rendered resolution, plus cameras,
+A split's shards are decoded once into a compact uint8 cache (``SplitCache``): every sample's input
+portraits (``render.n_inputs`` of them) and all target views as RGB + mask arrays at their rendered resolution, plus cameras,
 written as ``.npy`` files that are memory-mapped on later runs (the cache is keyed by the shards'
 sha256, so changed shards rebuild it). Each step's batch is then a pure function of (seed, step,
 rank) built by three interchangeable sources, all returning exactly what the per-step PNG path
@@ -13,7 +13,8 @@ rank) built by three interchangeable sources, all returning exactly what the per
   batches from the memory-mapped cache into pinned memory; the device converts and resizes;
 * :class:`DecodeBatches`: the original path (decode PNGs every step), kept as the reference.
 
-Selection (:func:`pick`) is shared, so every source draws the same samples and views.
+Selection (:func:`pick`) is shared, so every source draws the same samples, input portraits and target views;
+each step draws one input per sample, so across steps the model sees every portrait of a head.
 """
 from __future__ import annotations
 
@@ -35,10 +36,10 @@ from anyhead.loader import shard_list
 from anyhead.samples import decode_sample
 from anyhead.shards import read_tar_samples, verify_shards
 
-from .data import RawSamples, make_batch
+from .data import RawSamples, input_choice, make_batch
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: every input portrait, not only the first
 ARRAYS = ("inputs", "targets", "in_w2c", "in_K", "t_w2c", "t_K")
 
 
@@ -47,10 +48,10 @@ class SplitCache:
     """Decoded views of a split. Images are (N, V, H, W, 4) uint8 (RGB + mask), cameras float64."""
 
     keys: list[str]
-    inputs: np.ndarray  # (N, 1, Hi, Wi, 4): the first input portrait of each sample
+    inputs: np.ndarray  # (N, Vi, Hi, Wi, 4): the input portraits of each sample
     targets: np.ndarray  # (N, Vt, Ht, Wt, 4)
-    in_w2c: np.ndarray  # (N, 1, 4, 4)
-    in_K: np.ndarray  # (N, 1, 3, 3) at (Hi, Wi)
+    in_w2c: np.ndarray  # (N, Vi, 4, 4)
+    in_K: np.ndarray  # (N, Vi, 3, 3) at (Hi, Wi)
     t_w2c: np.ndarray  # (N, Vt, 4, 4)
     t_K: np.ndarray  # (N, Vt, 3, 3) at (Ht, Wt)
 
@@ -78,21 +79,22 @@ def decode_split(shards: str | os.PathLike[str] | list[str]) -> SplitCache:
     for p in paths:
         for files in tqdm(list(read_tar_samples(p)), desc=f"cache {Path(p).name}", leave=False):
             s = decode_sample(files, geometry=False)
-            inp = next(v for v in s.views if v.role == "input")
+            inp = [v for v in s.views if v.role == "input"]
             tgt = [v for v in s.views if v.role == "target"]
             keys.append(s.key)
-            cols["inputs"].append(_rgba([inp]))
+            cols["inputs"].append(_rgba(inp))
             cols["targets"].append(_rgba(tgt))
-            cols["in_w2c"].append(np.stack([inp.camera.w2c]))
-            cols["in_K"].append(np.stack([inp.camera.K]))
+            cols["in_w2c"].append(np.stack([v.camera.w2c for v in inp]))
+            cols["in_K"].append(np.stack([v.camera.K for v in inp]))
             cols["t_w2c"].append(np.stack([v.camera.w2c for v in tgt]))
             cols["t_K"].append(np.stack([v.camera.K for v in tgt]))
     if not keys:
         raise ValueError(f"{shards}: the split is empty")
-    shapes = {a.shape for a in cols["targets"]}
-    if len(shapes) > 1:
-        raise ValueError(f"{shards}: samples have different target view counts or sizes {sorted(shapes)}; "
-                         "the cache needs one layout per split")
+    for a, what in (("targets", "target"), ("inputs", "input")):
+        shapes = {x.shape for x in cols[a]}
+        if len(shapes) > 1:
+            raise ValueError(f"{shards}: samples have different {what} view counts or sizes {sorted(shapes)}; "
+                             "the cache needs one layout per split")
     return SplitCache(keys, *(np.stack(cols[a]) for a in ARRAYS))
 
 
@@ -131,15 +133,24 @@ def load_or_build(shards: str | os.PathLike[str] | list[str], folder: str | os.P
 
 # -- selection ----------------------------------------------------------------------------------
 
+def input_rng(seed: int, step: int, rank: int) -> np.random.Generator:
+    """The stream that picks each sample's input portrait at ``step`` (apart from the target-view stream, so a
+    split with one input per head draws exactly the samples and views it drew before inputs were chosen)."""
+    return np.random.default_rng([seed, step, rank, 2])
+
+
 def pick(n_samples: int, n_views: int, seed: int, step: int, rank: int, world: int, batch: int,
-         n_targets: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sample indices (B,) of this rank and target-view indices (B, V) of step ``step``: the same
-    draws as :func:`recon.data.make_batch` (global batch drawn once, split by rank)."""
+         n_targets: int, n_inputs: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample indices (B,) of this rank, target-view indices (B, V) and input-portrait indices (B,) of step
+    ``step`` (``n_inputs``: portraits per sample): the same draws as :func:`recon.data.make_batch` (global batch
+    drawn once, split by rank; inputs by :func:`input_rng` and :func:`recon.data.input_choice`)."""
     rng = np.random.default_rng([seed, step])
     idx = rng.choice(n_samples, size=batch * world, replace=n_samples < batch * world)[rank::world]
     vr = np.random.default_rng([seed, step, rank, 1])
     views = np.stack([vr.choice(n_views, size=min(n_targets, n_views), replace=False) for _ in idx])
-    return idx, views
+    u = input_rng(seed, step, rank).random(len(idx))
+    inputs = np.array([input_choice(x, n_inputs) for x in u], dtype=np.int64)
+    return idx, views, inputs
 
 
 def finish(inp: torch.Tensor, tgt: torch.Tensor, in_w2c: torch.Tensor, in_K: torch.Tensor, t_w2c: torch.Tensor,
@@ -176,7 +187,7 @@ class DeviceBatches:
 
     def __init__(self, cache: SplitCache, device: torch.device, seed: int, rank: int, world: int, batch: int,
                  n_targets: int, input_size: int, target_size: int) -> None:
-        self.n, self.nv = len(cache), cache.targets.shape[1]
+        self.n, self.nv, self.ni = len(cache), cache.targets.shape[1], cache.inputs.shape[1]
         self.args = (seed, rank, world, batch, n_targets)
         self.sizes = (input_size, target_size)
         self.device = device
@@ -184,11 +195,12 @@ class DeviceBatches:
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         seed, rank, world, batch, n_targets = self.args
-        idx, views = pick(self.n, self.nv, seed, step, rank, world, batch, n_targets)
+        idx, views, inputs = pick(self.n, self.nv, seed, step, rank, world, batch, n_targets, self.ni)
         i = torch.from_numpy(idx).to(self.device, non_blocking=True)
         v = torch.from_numpy(views).to(self.device, non_blocking=True)
+        j = torch.from_numpy(inputs).to(self.device, non_blocking=True)
         t = self.t
-        return finish(t["inputs"][i, 0], t["targets"][i[:, None], v], t["in_w2c"][i, 0], t["in_K"][i, 0],
+        return finish(t["inputs"][i, j], t["targets"][i[:, None], v], t["in_w2c"][i, j], t["in_K"][i, j],
                       t["t_w2c"][i[:, None], v], t["t_K"][i[:, None], v], *self.sizes)
 
 
@@ -204,13 +216,14 @@ class _StepDataset(torch.utils.data.Dataset):
     def __getitem__(self, step: int) -> tuple[torch.Tensor, ...]:
         seed, rank, world, batch, n_targets = self.args
         c = self.cache
-        idx, views = pick(len(c), c.targets.shape[1], seed, step, rank, world, batch, n_targets)
+        idx, views, inputs = pick(len(c), c.targets.shape[1], seed, step, rank, world, batch, n_targets,
+                                  c.inputs.shape[1])
         order = np.argsort(idx)  # read the memory map in file order, then restore the draw order
         inv = np.argsort(order)
-        inp = np.asarray(c.inputs[idx[order], 0])[inv]
+        inp = np.asarray(c.inputs[idx[order], inputs[order]])[inv]
         tgt = np.stack([np.asarray(c.targets[j])[views[k]] for k, j in enumerate(idx)])
         return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in (
-            inp, tgt, c.in_w2c[idx, 0], c.in_K[idx, 0], np.stack([c.t_w2c[j][views[k]] for k, j in enumerate(idx)]),
+            inp, tgt, c.in_w2c[idx, inputs], c.in_K[idx, inputs], np.stack([c.t_w2c[j][views[k]] for k, j in enumerate(idx)]),
             np.stack([c.t_K[j][views[k]] for k, j in enumerate(idx)])))
 
 
@@ -251,7 +264,8 @@ class DecodeBatches:
         seed, rank, world, batch, n_targets = self.args
         rng = np.random.default_rng([seed, step])
         idx = rng.choice(len(self.data), size=batch * world, replace=len(self.data) < batch * world)[rank::world].tolist()
-        b = make_batch(self.data, idx, np.random.default_rng([seed, step, rank, 1]), *self.sizes, n_targets)
+        b = make_batch(self.data, idx, np.random.default_rng([seed, step, rank, 1]), *self.sizes, n_targets,
+                       input_rng(seed, step, rank))
         return {k: v.to(self.device) for k, v in b.items()}
 
 

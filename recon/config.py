@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from anyhead.config import (
     AssetsConfig,
+    CapturesConfig,
     CardConfig,
     ConfigError,
     IctConfig,
@@ -163,7 +164,7 @@ class BenchmarkConfig:
 SECTIONS: dict[str, type] = {
     "assets": AssetsConfig, "render": RenderConfig, "shards": ShardsConfig, "photos": PhotosConfig,
     "train": TrainConfig, "any3davatar": ModelConfig, "splatter_image": SplatterConfig, "benchmark": BenchmarkConfig,
-    "card": CardConfig,
+    "card": CardConfig, "captures": CapturesConfig,
 }
 
 
@@ -183,6 +184,7 @@ class ProfileConfig:
     splatter_image: SplatterConfig
     benchmark: BenchmarkConfig
     card: CardConfig
+    captures: CapturesConfig
 
     def to_dict(self) -> dict[str, Any]:
         return {k: to_dict(getattr(self, k)) for k in ("ict", *SECTIONS)} | {"profile": self.name}

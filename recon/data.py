@@ -66,13 +66,24 @@ def input_on_white(view: View, size: int) -> tuple[torch.Tensor, torch.Tensor, t
     return rgb[None], torch.from_numpy(view.camera.w2c).float()[None], torch.from_numpy(K).float()[None]
 
 
+def input_choice(u: float, n_inputs: int) -> int:
+    """Which of a sample's ``n_inputs`` input portraits a uniform draw ``u`` in [0, 1) selects (shared with
+    :func:`recon.cache.pick`, so the cached and the decode paths choose the same input)."""
+    return min(int(u * n_inputs), n_inputs - 1)
+
+
 def make_batch(samples: RawSamples, indices: list[int], rng: np.random.Generator, input_size: int, target_size: int,
-               n_targets: int) -> dict[str, torch.Tensor]:
-    """Input portrait + ``n_targets`` random target views per sample, as float tensors."""
+               n_targets: int, input_rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+    """An input portrait + ``n_targets`` random target views per sample, as float tensors.
+
+    With ``input_rng`` each sample's input is drawn among its input portraits (one uniform per sample,
+    :func:`input_choice`); without it the first input is taken."""
     out: dict[str, list] = {k: [] for k in ("image", "w2c", "K", "t_rgb", "t_mask", "t_w2c", "t_K")}
-    for i in indices:
+    u = input_rng.random(len(indices)) if input_rng is not None else np.zeros(len(indices))
+    for k, i in enumerate(indices):
         cams = samples.views(i)
-        inp_name = next(v["name"] for v in cams if v["role"] == "input")  # camera records (JSON), not decoded views
+        inputs = [v["name"] for v in cams if v["role"] == "input"]
+        inp_name = inputs[input_choice(u[k], len(inputs))]
         target_names = [v["name"] for v in cams if v["role"] == "target"]
         pick = rng.choice(len(target_names), size=min(n_targets, len(target_names)), replace=False)
         chosen = [target_names[j] for j in pick]

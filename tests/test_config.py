@@ -185,7 +185,7 @@ def test_dvc_data_paths_are_the_paths_module():
     from benchmarks.methods import REGISTRY
 
     p = Paths(Path("."), "PROFILE")
-    known = {p.ict_model, p.ict_source, p.assets, p.renders, p.shards, p.splits_manifest, p.card, p.eval, p.leaderboard,
+    known = {p.ict_model, p.ict_source, p.assets, p.renders, p.captures, p.shards, p.splits_manifest, p.card, p.eval, p.leaderboard,
              p.split("train"), p.split("test")}
     known |= {p.checkpoint(m) for m in REGISTRY} | {p.train_dir(m) for m in REGISTRY} | {p.eval_dir(m) for m in REGISTRY}
     for stage, st in _stage_items():

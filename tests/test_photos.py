@@ -33,7 +33,8 @@ def astro():
 
 def test_rig_framing_constants_match_the_training_rig():
     rng = np.random.default_rng(0)
-    cam, info = sample_input_camera(rng, 256, max_yaw=0.0, max_pitch=0.0, focal_mm=(50.0, 50.0), distance_jitter=0.0)
+    cam, info = sample_input_camera(rng, 256, max_yaw=0.0, pitch_range=(0.0, 0.0), max_roll=0.0, focal_mm=(50.0, 50.0),
+                                    distance_jitter=0.0)
     assert np.isclose(cam.K[0, 0] / info["distance"], RIG_HEAD_FILL * 256 / RIG_HEAD_SPAN_M)
 
 

@@ -41,7 +41,7 @@ def test_dvc_repro_tiny(tmp_path, ict_root):
     out = run("repro")
     from benchmarks.methods import REGISTRY, learned_methods
 
-    stages = ["fetch_assets", "build_assets", "render", "shards", "dataset_card", "report"]
+    stages = ["fetch_assets", "build_assets", "render", "captures", "shards", "dataset_card", "report"]
     stages += [f"train@{m}" for m in learned_methods()] + [f"evaluate@{m}" for m in REGISTRY]
     for stage in stages:
         assert f"Running stage '{stage}'" in out

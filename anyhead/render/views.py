@@ -73,8 +73,8 @@ def render_sample(asset: HeadAsset, cfg: "RenderConfig", seed: int) -> dict[str,
     ss = cfg.supersample
     views = []
     for _ in range(cfg.n_inputs):
-        cam, info = sample_input_camera(rng, cfg.input_res, cfg.input_yaw, cfg.input_pitch, cfg.focal_mm,
-                                        cfg.distance_jitter)
+        cam, info = sample_input_camera(rng, cfg.input_res, cfg.input_yaw, (-cfg.input_pitch_down, cfg.input_pitch),
+                                        cfg.input_roll, cfg.focal_mm, cfg.distance_jitter)
         views.append(ViewRecord("input", cam, r.render(cam, light, ss), info["yaw"], info["pitch"], info))
     for cam, yaw, pitch in target_rig(cfg.n_targets, cfg.target_res, cfg.target_pitch):
         views.append(ViewRecord("target", cam, r.render(cam, light, ss), yaw, pitch, {}))

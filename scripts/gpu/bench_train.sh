@@ -13,9 +13,10 @@ import sys, yaml
 doc = yaml.safe_load(open("params.yaml"))
 doc["profile"] = "gpu"
 doc["profiles"]["gpu"]["assets"]["n_identities"] = int(sys.argv[2])
+doc["profiles"]["gpu"]["photos"]["builtin_astronaut"] = False  # no mediapipe wheel on the device machine
 open(f"{sys.argv[1]}/params.yaml", "w").write(yaml.safe_dump(doc, sort_keys=False))
 PY
-for s in build_assets render shards; do
+for s in build_assets render captures shards; do
   stamp "$s"; python3 -m pipelines.$s --params $ROOTB/params.yaml --profile gpu > "$RUN/logs/$s.log" 2>&1 || { stamp "$s FAILED"; tail -20 "$RUN/logs/$s.log"; exit 1; }
 done
 stamp "device tests"; python3 -m pytest -q -p no:cacheprovider tests/test_device.py > "$RUN/test_device.log" 2>&1; tail -3 "$RUN/test_device.log"
