@@ -49,9 +49,28 @@ class ModelConfig:
     aux_patch: int = num(ge=1)
     aux_depth: int = num(ge=1)
     pos_freqs: int = num(ge=0, le=16)
+    # -- v2 (arch_version 2; version 1 is the first model, kept for the v1-vs-v2 comparison, and ignores these) --
+    arch_version: Literal[1, 2]
+    sigma_max: float = num(gt=0, le=10)  # noise std at t = 1, in the unit-scaled Gaussian parameter space
+    t_max: float = num(ge=0, le=1)  # training draws t ~ U[0, t_max] per sample; sigma(t) = sigma_max * t
+    train_noise: bool  # false: the "no noise in training" ablation (t = 0 in every training step)
+    noise_seed: int = num(ge=0)  # seed of the fixed inference noise (one step from the scaffold at t_star)
+    feat_dim: int = num(ge=8)  # channels of the convolutional feature map sampled at anchor projections
+    feat_stride: Literal[2, 4]  # that map is at 1/feat_stride of the input resolution
+    vis_res: int = num(ge=4, le=1024)  # side of the anchor z-buffer used for the visibility test
+    vis_tol: float = num(ge=0, le=0.2)  # metres an anchor may lie behind the z-buffer and still count as seen
+    mirror: bool  # hidden anchors sample the image at their mirror image (x -> -x in the head frame)
+    backbone: str  # "" or a local safetensors file with pretrained ``features.*`` weights (never downloaded)
+    sh_degree: int | None = num(ge=0, le=3)  # colour as SH of this degree; null: RGB (v1)
+    antialiased: bool  # Gaussians made for (and rendered with) gsplat's antialiased mode, in training and evaluation
     arch: Literal["any3davatar"] = "any3davatar"
 
     def __post_init__(self) -> None:
+        if self.arch_version == 2 and self.patch % self.feat_stride:
+            raise ConfigError("patch", f"{self.patch} is not a multiple of feat_stride {self.feat_stride} "
+                              "(the ViT patchifies the feature map)")
+        if self.arch_version == 2 and (self.image_size // self.feat_stride) * self.feat_stride != self.image_size:
+            raise ConfigError("feat_stride", f"{self.feat_stride} does not divide image_size {self.image_size}")
         if self.image_size % self.patch:
             raise ConfigError("patch", f"{self.patch} does not divide image_size {self.image_size}")
         if self.dim % self.heads:

@@ -115,7 +115,7 @@ def test_timer_cpu():
 
 def test_registry_holds_every_family():
     for name in ("any3davatar", "splatter-image", "template", "optimize", "any3davatar-noaux", "any3davatar-random",
-                 "any3davatar-noplucker", "any3davatar-t0"):
+                 "any3davatar-noplucker", "any3davatar-t0", "any3davatar-v1"):
         assert name in REGISTRY
     assert set(learned_methods()) == {n for n in REGISTRY if n.startswith(("any3davatar", "splatter"))}
     with pytest.raises(KeyError, match="registered"):
@@ -126,10 +126,11 @@ def test_registry_holds_every_family():
         m.reconstruct({})
     # each ablation's model config differs from the full model's in exactly what its name says
     full = get_spec("any3davatar").model_config(cfg)
-    for name, key in (("any3davatar-noaux", "aux_head"), ("any3davatar-random", "scaffold"),
-                      ("any3davatar-noplucker", "plucker"), ("any3davatar-t0", "t_star")):
+    for name, keys in (("any3davatar-noaux", ["aux_head"]), ("any3davatar-random", ["scaffold"]),
+                       ("any3davatar-noplucker", ["plucker"]), ("any3davatar-t0", ["t_star", "train_noise"]),
+                       ("any3davatar-v1", ["antialiased", "arch_version", "sh_degree", "t_star"])):
         ab = get_spec(name).model_config(cfg)
-        assert [k for k in full.to_dict() if full.to_dict()[k] != ab.to_dict()[k]] == [key], name
+        assert sorted(k for k in full.to_dict() if full.to_dict()[k] != ab.to_dict()[k]) == keys, name
 
 
 def _project(tmp_path, convention=CONVENTION, keys=("s000",)):

@@ -248,7 +248,7 @@ def test_no_weight_decay_on_norms_biases_and_embeddings():
     names = {id(p): n for n, p in model.named_parameters()}
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     nd = {names[id(p)] for p in no_decay["params"]}
-    assert "encoder.pos" in nd and "norm.weight" in nd and "decoder.bias" in nd
+    assert "encoder.vit.pos" in nd and "norm.weight" in nd and "decoder.bias" in nd  # v2: the ViT's table
     assert all(p.ndim >= 2 for p in decay["params"]) and "decoder.weight" in {names[id(p)] for p in decay["params"]}
 
 
