@@ -133,7 +133,9 @@ class LossConfig:
     ssim: float = num(ge=0)
     lpips: float = num(ge=0)
     mask: float = num(ge=0)
-    aux: float = num(ge=0)
+    aux: float = num(ge=0)  # the appearance head's L1
+    aux_lpips: float = num(ge=0)  # ... and its LPIPS
+    fg_weight: float = num(ge=0)  # L1 weight of a foreground pixel is 1 + fg_weight (background 1), normalised
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,8 @@ class TrainConfig:
 
     batch_size: int = num(ge=1)
     n_targets: int = num(ge=1)  # target views rendered per sample and step
-    target_size: int = num(ge=8, le=4096)  # loss resolution
+    target_size: int = num(ge=8, le=4096)  # targets are loaded at this resolution (the evaluation's, with crop_size)
+    crop_size: int | None = num(ge=8, le=4096)  # render and supervise a random crop_size window of each target view
     steps: int = num(ge=1)
     time_budget_min: float | None = num(gt=0)  # stop early, checkpointed, when spent (null: no limit)
     lr: float = num(gt=0, le=1)
@@ -161,6 +164,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.warmup > self.steps:
             raise ConfigError("warmup", f"{self.warmup} is more than steps {self.steps}")
+        if self.crop_size is not None and self.crop_size > self.target_size:
+            raise ConfigError("crop_size", f"{self.crop_size} is more than target_size {self.target_size}")
+
+    @property
+    def loss_size(self) -> int:
+        """Side of the supervised (rendered) window of each target view."""
+        return self.target_size if self.crop_size is None else self.crop_size
 
 
 @dataclass(frozen=True)
@@ -216,6 +226,11 @@ def load_config(params: str | os.PathLike[str] = "params.yaml", profile: str | N
     if sections["splatter_image"].image_size != sections["any3davatar"].image_size:
         raise ConfigError(f"profiles.{raw.profile}.splatter_image.image_size",
                           "must equal any3davatar.image_size: the methods are compared on the same inputs")
+    a3, tr = sections["any3davatar"], sections["train"]
+    if a3.arch_version == 2 and a3.aux_head and a3.aux_res != tr.loss_size:
+        raise ConfigError(f"profiles.{raw.profile}.any3davatar.aux_res",
+                          f"{a3.aux_res} must equal the loss resolution {tr.loss_size} (train.crop_size or target_size): "
+                          "v2's appearance head predicts the supervised window at full resolution")
     if sections["train"].n_targets > sections["render"].n_targets:
         raise ConfigError(f"profiles.{raw.profile}.train.n_targets",
                           f"{sections['train'].n_targets} is more than the {sections['render'].n_targets} rendered targets")

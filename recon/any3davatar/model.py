@@ -402,13 +402,12 @@ class Any3DAvatar(nn.Module):
                 return x0 + self.cfg.t_star * noise, tt
             return x0, tt
         if self.training and t is None:
+            if not self.cfg.train_noise:  # the ablation: t = 0, the state is the scaffold itself
+                return x0, torch.zeros(B, device=device)
             if noise is None:
                 noise = torch.randn((B, *self.noise_shape), device=device)
             eps = noise[:, :-1].reshape(x0.shape)
-            if self.cfg.train_noise:
-                tt = self.cfg.t_max * 0.5 * (1 + torch.erf(noise[:, -1].float() / math.sqrt(2)))
-            else:
-                tt = torch.zeros(B, device=device)
+            tt = self.cfg.t_max * 0.5 * (1 + torch.erf(noise[:, -1].float() / math.sqrt(2)))
         else:
             eps = self.eps_star[None].expand(B, -1, -1)
             tt = torch.as_tensor(self.cfg.t_star if t is None else t, device=device, dtype=torch.float32).expand(B)
