@@ -63,6 +63,9 @@ class ModelConfig:
     backbone: str  # "" or a local safetensors file with pretrained ``features.*`` weights (never downloaded)
     sh_degree: int | None = num(ge=0, le=3)  # colour as SH of this degree; null: RGB (v1)
     antialiased: bool  # Gaussians made for (and rendered with) gsplat's antialiased mode, in training and evaluation
+    neck_floor: float = num(ge=-0.4, le=0)  # structured scaffold: skin anchors down to this height (metres)
+    face_density: float = num(ge=1, le=4)  # face anchors this many times closer together than elsewhere
+    hair_offset: float = num(gt=0, le=0.2)  # offset limit over scalp, sides and back (max_offset: face and neck)
     arch: Literal["any3davatar"] = "any3davatar"
 
     def __post_init__(self) -> None:

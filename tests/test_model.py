@@ -43,7 +43,7 @@ def test_output_shapes_and_finiteness(version):
         assert torch.isfinite(t).all()
     # Gaussians stay near their anchors, with bounded sizes
     d = (g.means.view(2, 64, 3, 3) - m.anchors[None, :, None]).norm(dim=-1)
-    assert d.max() <= m.cfg.max_offset * 3**0.5 + 1e-6
+    assert (d <= m.offset_limit[None, :, None] * 3**0.5 + 1e-6).all()
     assert g.scales.max() < 0.14
     if version == 1:
         assert g.colors.min() >= 0 and g.colors.max() <= 1
@@ -313,6 +313,25 @@ def test_template_scaffold_covers_the_head(ict_model):
     assert nn.max() < 4 * np.median(nn)
     # outward normals
     assert (np.einsum("ij,ij->i", a, n) > 0).mean() > 0.9
+
+
+def test_template_scaffold_v2_reaches_the_neck_and_is_denser_on_the_face(ict_model):
+    from recon.any3davatar.scaffold import face_region, region_offset_limits
+
+    a1, _ = template_scaffold(ict_model, 512)
+    a2, n2 = template_scaffold(ict_model, 512, neck_floor=-0.23, face_density=1.5)
+    assert (a1[:, 1] < -0.165).sum() == 0 and (a2[:, 1] < -0.18).sum() >= 5  # the lower neck now has anchors
+    f1, f2 = face_region(a1).sum(), face_region(a2).sum()
+    print(f"face anchors of 512: {f1} (uniform) vs {f2} (face_density 1.5)")
+    assert f2 > 1.6 * f1
+    lim = region_offset_limits(a2, 0.03, 0.06)
+    assert (lim[face_region(a2)] == 0.03).all() and (lim[a2[:, 1] > 0.09] == 0.06).all()  # the scalp has room
+    assert (lim[a2[:, 1] < -0.1] == 0.03).all()
+    m = Any3DAvatar(replace(TINY.any3davatar, {**CFG, "n_anchors": 512, "hair_offset": 0.06}), torch.tensor(a2),
+                    torch.tensor(n2))
+    g = m.reconstruct(*inputs()[:3])
+    assert torch.allclose(g.means.view(2, 512, 3, 3).mean(2), m.anchors[None].expand(2, -1, -1), atol=1e-6)
+    assert torch.equal(m.offset_limit, torch.from_numpy(lim))
 
 
 def test_config_mismatch_error():

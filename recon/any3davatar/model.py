@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,7 +39,7 @@ from anyhead.cameras import camera_center, plucker_rays_torch
 from ..config import ModelConfig
 from ..gaussians import SH_C0, Gaussians
 from . import visibility as vis_mod
-from .scaffold import anchor_spacing
+from .scaffold import anchor_spacing, region_offset_limits
 
 PARAMS_PER_GAUSSIAN = 14  # v1 and RGB: offset 3, log-scale 3, quaternion 4, opacity 1, colour 3
 LOG_SCALE_RANGE = (-9.0, -2.0)  # 0.1 mm .. 13 cm
@@ -255,6 +256,10 @@ class Any3DAvatar(nn.Module):
         self.P = params_per_gaussian(self.sh_degree)
         self.register_buffer("anchors", anchors.float())
         self.register_buffer("normals", F.normalize(normals.float(), dim=-1))
+        # metres each anchor's Gaussians may move: per region in v2, from the anchors, so not stored
+        limit = region_offset_limits(anchors.detach().cpu().float().numpy(), cfg.max_offset, cfg.hair_offset) if self.v2 \
+            else np.full(M, cfg.max_offset, np.float32)
+        self.register_buffer("offset_limit", torch.from_numpy(limit), persistent=False)
         shift, scale = self.unit_affine()
         # derived from the config, so not stored in checkpoints
         self.register_buffer("unit_shift", shift.repeat(k), persistent=False)
@@ -293,7 +298,7 @@ class Any3DAvatar(nn.Module):
         """Per-parameter (shift, scale) of one Gaussian, (P,) each: unit = (raw - shift) / scale puts
         every group in about [-1, 1], so one noise level means the same for all of them.
 
-        offset: atanh(offset / max_offset), already bounded; log-scale: its clamp range [-9, -2];
+        offset: atanh(offset / limit), already bounded; log-scale: its clamp range [-9, -2];
         quaternion: unnormalised, the scaffold's is (1, 0, 0, 0); opacity logit: +-5 is 0.7% .. 99.3%;
         colour: RGB logits +-5, or SH coefficients, +-0.5 / SH_C0 spanning [0, 1] in the DC term."""
         lo, hi = LOG_SCALE_RANGE
@@ -316,7 +321,7 @@ class Any3DAvatar(nn.Module):
         ang = torch.arange(k) * 2 * math.pi / k
         rad = 0.0 if k == 1 else 0.35 * s
         off = rad * (ang.cos()[None, :, None] * t1[:, None] + ang.sin()[None, :, None] * t2[:, None])  # (M, k, 3)
-        raw_off = torch.atanh((off / self.cfg.max_offset).clamp(-0.95, 0.95))
+        raw_off = torch.atanh((off / self.offset_limit[:, None, None]).clamp(-0.95, 0.95))
         log_s = torch.full((M, k, 3), math.log(0.5 * s))
         quat = torch.tensor([1.0, 0, 0, 0]).expand(M, k, 4)
         opac = torch.zeros(M, k, 1)
@@ -460,7 +465,7 @@ class Any3DAvatar(nn.Module):
         B, M = raw.shape[:2]
         k = self.cfg.gaussians_per_anchor
         p = raw.reshape(B, M, k, self.P).float()
-        means = self.anchors[None, :, None] + self.cfg.max_offset * torch.tanh(p[..., 0:3])
+        means = self.anchors[None, :, None] + self.offset_limit[None, :, None, None] * torch.tanh(p[..., 0:3])
         log_s = p[..., 3:6].clamp(*LOG_SCALE_RANGE)
         N = M * k
         if self.sh_degree is None:
