@@ -171,3 +171,20 @@ def test_runner_cli_errors(tmp_path):
     assert r.returncode != 0 and "convention" in r.stderr
     r = _run(proj, "--method", "template", "--split", "val")
     assert r.returncode != 0 and "no split 'val'" in r.stderr
+
+
+def test_tstar_sweep_runs():
+    """The inference noise-level sweep: one checkpoint, several t*, metrics per yaw bucket."""
+    from anyhead.samples import decode_sample
+    from benchmarks.tsweep import sweep
+    from tests.test_model import make, randomise
+    from tests.test_shards import fake_sample
+
+    rng = np.random.default_rng(0)
+    samples = [decode_sample(fake_sample(f"s{i}", rng)) for i in range(2)]
+    model = randomise(make()).eval()
+    out = sweep(model, samples, [0.0, 0.5, 1.0], torch.device("cpu"))
+    alls = [r for r in out["rows"] if r["bucket"] == "all"]
+    assert [r["t"] for r in alls] == [0.0, 0.5, 1.0] and all(r["n_views"] == 4 for r in alls)
+    assert len({r["bucket"] for r in out["rows"]}) >= 2  # "all" and the targets' yaw buckets
+    assert len({round(r["psnr"], 6) for r in alls}) == 3  # each t* gives other Gaussians
