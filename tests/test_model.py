@@ -230,6 +230,7 @@ def test_visibility_on_a_known_scaffold():
         vis, cos = see(a, n, yaw)
         assert vis[cos > 0.3].all() and not vis[cos < 0].any()
         agree = (vis == (cos > 0)).float().mean()
+        print(f"sphere, yaw {yaw}: visibility = facing for {100 * agree:.1f}% of anchors")
         assert agree > 0.97, (yaw, agree)
         # with the small sphere: from the front it is hidden although half of it faces the camera
         vis, cos = see(torch.cat([a, b]), torch.cat([n, nb]), yaw)
@@ -281,6 +282,9 @@ def test_hidden_anchors_get_no_features_from_the_face():
     assert torch.equal(s1["feat"][0, hidden], s2["feat"][0, hidden])
     assert (hidden & vm).sum() > 20 and not (vm & s1["visible"][0]).any()
     changed = (s1["feat_mirror"][0] - s2["feat_mirror"][0]).abs().amax(-1) > 0
+    print(f"400 anchors, yaw 35: {int(vis.sum())} seen ({int(in_face.sum())} in the perturbed face box, all changed), "
+          f"{int(hidden.sum())} hidden (unchanged), {int((hidden & vm).sum())} hidden with a seen mirror image "
+          f"({int(changed.sum())} of them changed)")
     assert not changed[~(hidden & vm)].any() and changed[hidden & vm].any()
     # the back of the head (z < -0.05: its mirror image is the back too) reads nothing at all
     back = mm.anchors[:, 2] < -0.05
@@ -329,6 +333,17 @@ def test_template_scaffold_v2_reaches_the_neck_and_is_denser_on_the_face(ict_mod
     assert (lim[a2[:, 1] < -0.1] == 0.03).all()
     m = Any3DAvatar(replace(TINY.any3davatar, {**CFG, "n_anchors": 512, "hair_offset": 0.06}), torch.tensor(a2),
                     torch.tensor(n2))
+    # on the real template seen from the front: the face is seen, the back of the head is not
+    w2c = torch.tensor(orbit_camera(0, 0, 0.6)).float()[None]
+    K = torch.tensor(intrinsics_from_fov(35, 32, 32)).float()[None]
+    vis = m.sample_features(torch.rand(1, 16, 8, 8), w2c, K)["visible"][0].numpy()
+    # the back of the skull (the widest part of a head is behind the ears, and beside the neck the ICT skin flares
+    # forward: both genuinely seen from the front)
+    face, back = face_region(a2), (a2[:, 2] < -0.06) & (a2[:, 1] > -0.12)
+    facing = ((camera_center(w2c[0]) - m.anchors) * m.normals).sum(-1).numpy() > 0
+    print(f"template from the front: {vis[face].mean():.0%} of face anchors seen ({facing[face].mean():.0%} face the "
+          f"camera; the rest: under nose and chin), {vis[back].mean():.0%} of the back's")
+    assert vis[face].mean() > 0.95 * facing[face].mean() and not vis[back].any()
     g = m.reconstruct(*inputs()[:3])
     assert torch.allclose(g.means.view(2, 512, 3, 3).mean(2), m.anchors[None].expand(2, -1, -1), atol=1e-6)
     assert torch.equal(m.offset_limit, torch.from_numpy(lim))
