@@ -66,12 +66,15 @@ class ModelConfig:
     neck_floor: float = num(ge=-0.4, le=0)  # structured scaffold: skin anchors down to this height (metres)
     face_density: float = num(ge=1, le=4)  # face anchors this many times closer together than elsewhere
     hair_offset: float = num(gt=0, le=0.2)  # offset limit over scalp, sides and back (max_offset: face and neck)
+    token_group: int = num(ge=1, le=64)  # anchors per denoiser token (k-d tree neighbourhoods): attention over M / g tokens
     arch: Literal["any3davatar"] = "any3davatar"
 
     def __post_init__(self) -> None:
         if self.arch_version == 2 and self.patch % self.feat_stride:
             raise ConfigError("patch", f"{self.patch} is not a multiple of feat_stride {self.feat_stride} "
                               "(the ViT patchifies the feature map)")
+        if self.arch_version == 2 and self.n_anchors % self.token_group:
+            raise ConfigError("token_group", f"{self.token_group} does not divide n_anchors {self.n_anchors}")
         if self.arch_version == 2 and (self.image_size // self.feat_stride) * self.feat_stride != self.image_size:
             raise ConfigError("feat_stride", f"{self.feat_stride} does not divide image_size {self.image_size}")
         if self.image_size % self.patch:

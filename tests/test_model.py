@@ -201,6 +201,30 @@ def test_ablation_switches():
     assert not hasattr(v1.encoder, "features") and v1.noise_shape is None and tn.noise_shape == (64, 42)
 
 
+def test_token_groups_shorten_the_denoiser_sequence(tmp_path):
+    from recon.checkpoints import load_model, save_checkpoint
+
+    m = make(token_group=4).train()
+    img, w2c, K, tw, tK = inputs()
+    out = m(img, w2c, K, tw, tK, (32, 32))
+    assert out["latent"].shape == (2, 16, 32) and out["gaussians"].means.shape == (2, 64 * 3, 3)
+    a, _ = sphere_scaffold(64)
+    assert sorted(map(tuple, m.anchors.tolist())) == sorted(map(tuple, torch.tensor(a).tolist()))  # a permutation
+    # the groups are neighbourhoods: a group spans about two anchor spacings, a random group the sphere
+    span = lambda p: torch.cdist(p, p).amax((1, 2)).mean()  # noqa: E731
+    grouped = span(m.anchors.view(16, 4, 3))
+    shuffled = span(m.anchors[torch.randperm(64, generator=torch.Generator().manual_seed(0))].view(16, 4, 3))
+    assert grouped < 0.5 * shuffled, (grouped, shuffled)
+    (out["gaussians"].means.sum() + out["aux_rgb"].mean()).backward()
+    assert m.group_in.weight.grad is not None
+    # a checkpoint keeps the order (sorting sorted anchors is the identity)
+    save_checkpoint(tmp_path, m, 0)
+    m2, _ = load_model(tmp_path)
+    assert torch.equal(m2.anchors, m.anchors)
+    m.eval()
+    assert torch.equal(m2.eval().reconstruct(img, w2c, K).means, m.reconstruct(img, w2c, K).means)
+
+
 def test_vit_positional_embeddings_resample_for_other_sizes():
     m = make()
     for S in (32, 48, 64):

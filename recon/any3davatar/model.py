@@ -39,7 +39,7 @@ from anyhead.cameras import camera_center, plucker_rays_torch
 from ..config import ModelConfig
 from ..gaussians import SH_C0, Gaussians
 from . import visibility as vis_mod
-from .scaffold import anchor_spacing, region_offset_limits
+from .scaffold import anchor_spacing, group_order, region_offset_limits
 
 PARAMS_PER_GAUSSIAN = 14  # v1 and RGB: offset 3, log-scale 3, quaternion 4, opacity 1, colour 3
 LOG_SCALE_RANGE = (-9.0, -2.0)  # 0.1 mm .. 13 cm
@@ -254,6 +254,10 @@ class Any3DAvatar(nn.Module):
             raise ValueError(f"scaffold has {tuple(anchors.shape)} anchors, config expects ({M}, 3)")
         self.sh_degree = cfg.sh_degree if self.v2 else None
         self.P = params_per_gaussian(self.sh_degree)
+        self.g = cfg.token_group if self.v2 else 1
+        if self.g > 1:  # tokens of g consecutive anchors: order the anchors so that those are neighbours
+            order = torch.from_numpy(group_order(anchors.detach().cpu().float().numpy(), self.g))
+            anchors, normals = anchors[order], normals[order]
         self.register_buffer("anchors", anchors.float())
         self.register_buffer("normals", F.normalize(normals.float(), dim=-1))
         # metres each anchor's Gaussians may move: per region in v2, from the anchors, so not stored
@@ -288,7 +292,9 @@ class Any3DAvatar(nn.Module):
         else:
             self.denoiser = nn.ModuleList([Block(cfg.dim, cfg.heads, cross=True) for _ in range(cfg.den_depth)])
         self.norm = nn.LayerNorm(cfg.dim)
-        self.decoder = nn.Linear(cfg.dim, k * self.P)
+        # g neighbouring anchors' tokens -> one denoiser token, and back: attention runs over M / g tokens
+        self.group_in = nn.Linear(self.g * cfg.dim, cfg.dim) if self.g > 1 else None
+        self.decoder = nn.Linear(cfg.dim, self.g * k * self.P)
         nn.init.zeros_(self.decoder.weight)  # start exactly at the scaffold's Gaussians
         nn.init.zeros_(self.decoder.bias)
         self.aux = AppearanceHead(cfg) if cfg.aux_head else None
@@ -438,7 +444,7 @@ class Any3DAvatar(nn.Module):
 
     def denoise(self, img_tokens: torch.Tensor, feat_map: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor,
                 x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Latent anchor tokens (B, M, D) from the scaffold tokens and the noised state x_t (B, M, k*P),
+        """Latent tokens (B, M / token_group, D) from the scaffold tokens and the noised state x_t (B, M, k*P),
         conditioned on t (B,) and attending to the image tokens. v1 embeds only x_t - x_scaffold and
         adds the (constant) t embedding to the tokens; v2 embeds x_t and modulates every block by t."""
         x = self.anchor_tokens(feat_map, w2c, K)
@@ -449,6 +455,9 @@ class Any3DAvatar(nn.Module):
                 x = blk(x, img_tokens)
             return self.norm(x)
         x = x + self.token_in(x_t.to(x.dtype))
+        if self.g > 1:
+            B, M, D = x.shape
+            x = self.group_in(x.reshape(B, M // self.g, self.g * D))  # (B, M/g, D)
         for blk in self.denoiser:
             x = blk(x, img_tokens, c)
         return self.norm(x)
@@ -457,7 +466,8 @@ class Any3DAvatar(nn.Module):
         """One step: clean parameters x0 = x_scaffold + F(latent). The scaffold is known exactly at
         inference, so skipping from it (not from the noised x_t) spends no capacity on undoing noise;
         x_t and t reach the output through the tokens."""
-        x0 = self.x_scaffold + self.decoder(latent)
+        delta = self.decoder(latent)  # (B, M/g, g*k*P)
+        x0 = self.x_scaffold + delta.reshape(delta.shape[0], *self.x_scaffold.shape)
         return self.activate(x0.float() * self.unit_scale + self.unit_shift)
 
     def activate(self, raw: torch.Tensor) -> Gaussians:
@@ -517,12 +527,13 @@ class InferenceAny3DAvatar(nn.Module):
 
     def __init__(self, m: Any3DAvatar) -> None:
         super().__init__()
-        self.cfg, self.v2, self.sh_degree, self.P = m.cfg, m.v2, m.sh_degree, m.P
+        self.cfg, self.v2, self.sh_degree, self.P, self.g = m.cfg, m.v2, m.sh_degree, m.P, m.g
         for name, child in m.named_children():
             if name != "aux":
                 setattr(self, name, child)
-        if m.plucker_embed is None:
-            self.plucker_embed = None
+        for name in ("plucker_embed", "group_in"):
+            if getattr(m, name) is None:
+                setattr(self, name, None)
         persistent = set(m.state_dict(keep_vars=True))
         for name, buf in m.named_buffers(recurse=False):
             self.register_buffer(name, buf, persistent=name in persistent)

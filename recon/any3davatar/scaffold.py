@@ -99,6 +99,32 @@ def sphere_scaffold(n_anchors: int, radius: float = 0.1, seed: int = 0) -> tuple
     return (n * radius).astype(np.float32), n.astype(np.float32)
 
 
+def group_order(points: np.ndarray, g: int) -> np.ndarray:
+    """Indices ordering points so that each run of ``g`` is a compact neighbourhood: the leaves of a
+    balanced k-d split (widest axis, left part a multiple of ``g``), each leaf in lexicographic order.
+    The order depends only on the set of points, so ordering ordered points is the identity (a
+    checkpoint's stored anchors keep their order). ``len(points)`` must be a multiple of ``g``."""
+    out: list[np.ndarray] = []
+
+    def lex(idx: np.ndarray, first: int | None = None) -> np.ndarray:
+        p = points[idx]
+        keys = (p[:, 2], p[:, 1], p[:, 0]) + ((p[:, first],) if first is not None else ())
+        return idx[np.lexsort(keys)]
+
+    def split(idx: np.ndarray) -> None:
+        if len(idx) <= g:
+            out.append(lex(idx))
+            return
+        p = points[idx]
+        o = lex(idx, int(np.argmax(p.max(0) - p.min(0))))
+        k = max(g, (len(idx) // g // 2) * g)
+        split(o[:k])
+        split(o[k:])
+
+    split(np.arange(len(points)))
+    return np.concatenate(out)
+
+
 def anchor_spacing(anchors: torch.Tensor) -> torch.Tensor:
     """Mean distance from each anchor to its nearest neighbour (sets initial Gaussian scales)."""
     d = torch.cdist(anchors, anchors)
