@@ -50,7 +50,16 @@ for v in 2 1; do
       --out "$RUN/latency_v${v}_$dt.json" > "$RUN/latency_v${v}_$dt.txt" 2>&1 || stamp "latency FAILED"
   done
 done
+stamp "latency v2, token_group 4"
+python3 -m benchmarks.bench_latency --profile gpu --image-size 512 --iters 100 --dtype bf16 --token-group 4 \
+  --out "$RUN/latency_v2_g4_bf16.json" > "$RUN/latency_v2_g4_bf16.txt" 2>&1 || stamp "latency FAILED"
 stamp "bench_train (v2, the gpu profile)"
 python3 -m benchmarks.bench_train --params $P --profile gpu --batches 8 32 --steps 50 --warmup 10 --variants new new+compile \
   --out "$RUN/bench_train.json" > "$RUN/bench_train.txt" 2>&1 || stamp "bench_train FAILED"
+# the cheaper-attention variant: 4 anchors per denoiser token (2,048 tokens instead of 8,192)
+python3 -c "import yaml; d = yaml.safe_load(open('$P')); d['base']['any3davatar']['token_group'] = 4; \
+yaml.safe_dump(d, open('params_compare_g4.yaml', 'w'), sort_keys=False)"
+stamp "bench_train (v2, token_group 4)"
+python3 -m benchmarks.bench_train --params params_compare_g4.yaml --profile gpu --batches 8 32 --steps 50 --warmup 10 \
+  --variants new new+compile --out "$RUN/bench_train_g4.json" > "$RUN/bench_train_g4.txt" 2>&1 || stamp "bench_train g4 FAILED"
 stamp "DONE"
