@@ -107,7 +107,8 @@ def main() -> None:
         **device_record(device), "timer": timer.kind, "dtype": args.dtype,
         "image_size": S, "batch": 1, "gaussians": model.num_gaussians, "anchors": cfg.n_anchors,
         "inference_params": sum(p.numel() for p in inf.parameters()), "aux_head_params_not_run": aux_params,
-        "arch_version": cfg.arch_version, "token_group": cfg.token_group, "inference_weights_mib_bf16": sum(p.numel() for p in inf.parameters()) * 2 / 2**20,
+        "arch_version": cfg.arch_version, "token_group": cfg.token_group,
+        "inference_weights_mib_bf16": sum(p.numel() for p in inf.parameters()) * 2 / 2**20,
         "median_ms": rows, "peak_memory_mib": peak, "iters": args.iters, "warmup": args.warmup,
         "paper_fastest_ms": PAPER_FASTEST_MS,
     }
