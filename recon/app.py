@@ -98,7 +98,7 @@ class Demo:
         with torch.no_grad():
             g = self.model.reconstruct(image.to(self.device), w2c.to(self.device), K.to(self.device))[0]
         pose = p.pose.to_dict()
-        save_ply(g, out / "head.ply", antialiased=False, extra={"checkpoint_step": self.ck["step"], "input": {"pose": pose}})
+        save_ply(g, out / "head.ply", antialiased=g.antialiased, extra={"checkpoint_step": self.ck["step"], "input": {"pose": pose}})
         save_splat(g, out / "head.splat")
         save_splat(viewer_copy(g), out / "viewer.splat")
         export_mesh(g, out / "head_mesh.ply", res=MESH_RES)

@@ -56,8 +56,13 @@ def build_model(model_cfg: ArchConfig, ict_model: str | os.PathLike[str] | None 
             raise ValueError("the structured scaffold needs the ICT model file (ict_model=...) or explicit anchors")
         from anyhead.ict import ICTModel
 
-        anchors = template_scaffold(ICTModel.load(ict_model), model_cfg.n_anchors, seed)
-    return Any3DAvatar(model_cfg, torch.as_tensor(anchors[0]), torch.as_tensor(anchors[1]))
+        extra = {"neck_floor": model_cfg.neck_floor, "face_density": model_cfg.face_density} \
+            if model_cfg.arch_version == 2 else {}
+        anchors = template_scaffold(ICTModel.load(ict_model), model_cfg.n_anchors, seed, **extra)
+    model = Any3DAvatar(model_cfg, torch.as_tensor(anchors[0]), torch.as_tensor(anchors[1]))
+    if model_cfg.arch_version == 2 and model_cfg.backbone:  # pretrained features: only for a fresh model, from a local file
+        model.load_backbone(model_cfg.backbone)
+    return model
 
 
 def _from_state(model_cfg: ArchConfig, sd: dict[str, torch.Tensor]) -> torch.nn.Module:

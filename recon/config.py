@@ -50,9 +50,34 @@ class ModelConfig:
     aux_patch: int = num(ge=1)
     aux_depth: int = num(ge=1)
     pos_freqs: int = num(ge=0, le=16)
+    # -- v2 (arch_version 2; version 1 is the first model, kept for the v1-vs-v2 comparison, and ignores these) --
+    arch_version: Literal[1, 2]
+    sigma_max: float = num(gt=0, le=10)  # noise std at t = 1, in the unit-scaled Gaussian parameter space
+    t_max: float = num(ge=0, le=1)  # training draws t ~ U[0, t_max] per sample; sigma(t) = sigma_max * t
+    train_noise: bool  # false: the "no noise in training" ablation (t = 0 in every training step)
+    noise_seed: int = num(ge=0)  # seed of the fixed inference noise (one step from the scaffold at t_star)
+    feat_dim: int = num(ge=8)  # channels of the convolutional feature map sampled at anchor projections
+    feat_stride: Literal[2, 4]  # that map is at 1/feat_stride of the input resolution
+    vis_res: int = num(ge=4, le=1024)  # side of the anchor z-buffer used for the visibility test
+    vis_tol: float = num(ge=0, le=0.2)  # metres an anchor may lie behind the z-buffer and still count as seen
+    mirror: bool  # hidden anchors sample the image at their mirror image (x -> -x in the head frame)
+    backbone: str  # "" or a local safetensors file with pretrained ``features.*`` weights (never downloaded)
+    sh_degree: int | None = num(ge=0, le=3)  # colour as SH of this degree; null: RGB (v1)
+    antialiased: bool  # Gaussians made for (and rendered with) gsplat's antialiased mode, in training and evaluation
+    neck_floor: float = num(ge=-0.4, le=0)  # structured scaffold: skin anchors down to this height (metres)
+    face_density: float = num(ge=1, le=4)  # face anchors this many times closer together than elsewhere
+    hair_offset: float = num(gt=0, le=0.2)  # offset limit over scalp, sides and back (max_offset: face and neck)
+    token_group: int = num(ge=1, le=64)  # anchors per denoiser token (k-d tree neighbourhoods): attention over M / g tokens
     arch: Literal["any3davatar"] = "any3davatar"
 
     def __post_init__(self) -> None:
+        if self.arch_version == 2 and self.patch % self.feat_stride:
+            raise ConfigError("patch", f"{self.patch} is not a multiple of feat_stride {self.feat_stride} "
+                              "(the ViT patchifies the feature map)")
+        if self.arch_version == 2 and self.n_anchors % self.token_group:
+            raise ConfigError("token_group", f"{self.token_group} does not divide n_anchors {self.n_anchors}")
+        if self.arch_version == 2 and (self.image_size // self.feat_stride) * self.feat_stride != self.image_size:
+            raise ConfigError("feat_stride", f"{self.feat_stride} does not divide image_size {self.image_size}")
         if self.image_size % self.patch:
             raise ConfigError("patch", f"{self.patch} does not divide image_size {self.image_size}")
         if self.dim % self.heads:
@@ -115,7 +140,9 @@ class LossConfig:
     ssim: float = num(ge=0)
     lpips: float = num(ge=0)
     mask: float = num(ge=0)
-    aux: float = num(ge=0)
+    aux: float = num(ge=0)  # the appearance head's L1
+    aux_lpips: float = num(ge=0)  # ... and its LPIPS
+    fg_weight: float = num(ge=0)  # L1 weight of a foreground pixel is 1 + fg_weight (background 1), normalised
 
 
 @dataclass(frozen=True)
@@ -124,7 +151,8 @@ class TrainConfig:
 
     batch_size: int = num(ge=1)
     n_targets: int = num(ge=1)  # target views rendered per sample and step
-    target_size: int = num(ge=8, le=4096)  # loss resolution
+    target_size: int = num(ge=8, le=4096)  # targets are loaded at this resolution (the evaluation's, with crop_size)
+    crop_size: int | None = num(ge=8, le=4096)  # render and supervise a random crop_size window of each target view
     steps: int = num(ge=1)
     time_budget_min: float | None = num(gt=0)  # stop early, checkpointed, when spent (null: no limit)
     lr: float = num(gt=0, le=1)
@@ -143,6 +171,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.warmup > self.steps:
             raise ConfigError("warmup", f"{self.warmup} is more than steps {self.steps}")
+        if self.crop_size is not None and self.crop_size > self.target_size:
+            raise ConfigError("crop_size", f"{self.crop_size} is more than target_size {self.target_size}")
+
+    @property
+    def loss_size(self) -> int:
+        """Side of the supervised (rendered) window of each target view."""
+        return self.target_size if self.crop_size is None else self.crop_size
 
 
 @dataclass(frozen=True)
@@ -206,6 +241,11 @@ def load_config(params: str | os.PathLike[str] = "params.yaml", profile: str | N
     if sections["splatter_image"].image_size != sections["any3davatar"].image_size:
         raise ConfigError(f"profiles.{raw.profile}.splatter_image.image_size",
                           "must equal any3davatar.image_size: the methods are compared on the same inputs")
+    a3, tr = sections["any3davatar"], sections["train"]
+    if a3.arch_version == 2 and a3.aux_head and a3.aux_res != tr.loss_size:
+        raise ConfigError(f"profiles.{raw.profile}.any3davatar.aux_res",
+                          f"{a3.aux_res} must equal the loss resolution {tr.loss_size} (train.crop_size or target_size): "
+                          "v2's appearance head predicts the supervised window at full resolution")
     if sections["train"].n_targets > sections["render"].n_targets:
         raise ConfigError(f"profiles.{raw.profile}.train.n_targets",
                           f"{sections['train'].n_targets} is more than the {sections['render'].n_targets} rendered targets")

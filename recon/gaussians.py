@@ -28,6 +28,7 @@ class Gaussians:
     opacity_logits: torch.Tensor  # (..., N)
     colors: torch.Tensor  # (..., N, 3) RGB in [0, 1], or (..., N, K, 3) SH coefficients
     sh_degree: int | None = None  # None: colors are RGB
+    antialiased: bool = False  # made for gsplat's antialiased rasterisation (opacity compensated for the 2D blur)
 
     @property
     def scales(self) -> torch.Tensor:
@@ -48,7 +49,7 @@ class Gaussians:
     def __getitem__(self, i: int | slice) -> "Gaussians":
         """Index the batch dimension."""
         return Gaussians(self.means[i], self.quats[i], self.log_scales[i], self.opacity_logits[i], self.colors[i],
-                         self.sh_degree)
+                         self.sh_degree, self.antialiased)
 
     def detach(self) -> "Gaussians":
         return Gaussians(*(getattr(self, f.name).detach() if torch.is_tensor(getattr(self, f.name)) else getattr(self, f.name)
@@ -63,7 +64,7 @@ class Gaussians:
         if self.sh_degree is not None:
             return self
         return Gaussians(self.means, self.quats, self.log_scales, self.opacity_logits,
-                         ((self.colors - 0.5) / SH_C0).unsqueeze(-2), 0)
+                         ((self.colors - 0.5) / SH_C0).unsqueeze(-2), 0, self.antialiased)
 
 
 def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:

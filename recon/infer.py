@@ -153,7 +153,7 @@ def reconstruct_file(model: torch.nn.Module, ck: dict, portrait: str | Path, out
     image, w2c, K, info = prepare_input(portrait, model.cfg.image_size, focal_mm)
     with torch.no_grad():
         g = model.reconstruct(image.to(device), w2c.to(device), K.to(device))[0]
-    save_ply(g, out, antialiased=False, extra={"checkpoint_step": ck["step"], "input": info})
+    save_ply(g, out, antialiased=g.antialiased, extra={"checkpoint_step": ck["step"], "input": info})
     log.info("wrote %s (%d Gaussians)", out, g.num)
     if splat:
         save_splat(g, splat)

@@ -40,14 +40,25 @@ def ssim(a: torch.Tensor, b: torch.Tensor, crop: bool = True, reduce: bool = Tru
     return m.mean((1, 2, 3)) if reduce else m
 
 
+def weighted_l1(rgb: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, fg_weight: float) -> torch.Tensor:
+    """Mean L1 with per-pixel weights 1 + fg_weight * mask, normalised by the mean weight (so the
+    scale matches plain L1; fg_weight 0 is plain L1). rgb, gt (N, 3, H, W); mask (N, 1, H, W).
+    The head covers a fraction of each view: without the weight, easy white background dominates."""
+    if fg_weight == 0:
+        return (rgb - gt).abs().mean()
+    w = 1 + fg_weight * mask
+    return ((rgb - gt).abs() * w).mean() / w.mean()
+
+
 class ReconLoss(torch.nn.Module):
-    """Rendered targets vs ground truth (L1, SSIM, LPIPS, alpha vs mask) + the auxiliary head's L1."""
+    """Rendered targets vs ground truth (foreground-weighted L1, SSIM, LPIPS, alpha vs mask) + the
+    auxiliary head's L1 and LPIPS."""
 
     def __init__(self, w: LossConfig) -> None:
         super().__init__()
         self.w = w
         self.lpips = None
-        if w.lpips > 0:
+        if w.lpips > 0 or w.aux_lpips > 0:
             from .lpips import LPIPS
 
             self.lpips = LPIPS()
@@ -56,11 +67,13 @@ class ReconLoss(torch.nn.Module):
                 aux_rgb: torch.Tensor | None = None, aux_gt: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """rgb, gt (N, 3, H, W); alpha, mask (N, 1, H, W); aux (N', 3, r, r)."""
-        parts = {"l1": (rgb - gt).abs().mean(), "ssim": 1 - ssim(rgb, gt, crop=False).mean(),
+        parts = {"l1": weighted_l1(rgb, gt, mask, self.w.fg_weight), "ssim": 1 - ssim(rgb, gt, crop=False).mean(),
                  "mask": (alpha - mask).abs().mean()}
-        if self.lpips is not None:
+        if self.lpips is not None and self.w.lpips > 0:
             parts["lpips"] = self.lpips(rgb.float(), gt.float(), normalize=True).mean()
         if aux_rgb is not None and aux_gt is not None:  # also at weight 0: DDP needs every parameter in the graph
             parts["aux"] = (aux_rgb - aux_gt).abs().mean()
+            if self.lpips is not None and self.w.aux_lpips > 0:
+                parts["aux_lpips"] = self.lpips(aux_rgb.float(), aux_gt.float(), normalize=True).mean()
         total = sum(getattr(self.w, k) * v for k, v in parts.items())
         return total, {k: v.detach() for k, v in parts.items()}  # tensors: reading them on the host waits for the GPU

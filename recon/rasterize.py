@@ -4,7 +4,10 @@ It follows gsplat 1.5's classic EWA path step by step so that the two agree to w
 rounding: pinhole projection with gsplat's clamped Jacobian, a 0.3 px^2 low-pass (``eps2d``),
 radii from the opacity-aware extent (at most 3.33 sigma), 16 px tiles, depth-sorted front-to-back
 compositing with alpha = min(0.999, o * exp(-sigma)), alpha < 1/255 skipped, and a pixel stopping
-before the Gaussian that would bring its transmittance to 1e-4 or below. It is differentiable
+before the Gaussian that would bring its transmittance to 1e-4 or below. ``antialiased=True`` is
+gsplat's antialiased mode (Mip-Splatting's 2D filter): each opacity is multiplied by
+sqrt(det(cov2d) / det(cov2d + 0.3 I)), so the low-pass widens a sub-pixel Gaussian without
+brightening it; the compensated opacity also sets validity and the extent. It is differentiable
 (autograd through every step); it loops over tiles in Python, so it suits tests and small CPU runs.
 """
 from __future__ import annotations
@@ -40,8 +43,9 @@ def eval_sh(degree: int, sh: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
 
 def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
             w2c: torch.Tensor, K: torch.Tensor, width: int, height: int, eps2d: float = 0.3, near: float = 0.01,
-            far: float = 1e10) -> dict[str, torch.Tensor]:
-    """EWA projection of one camera's Gaussians: 2D means, conics, depths, radii, validity."""
+            far: float = 1e10, antialiased: bool = False) -> dict[str, torch.Tensor]:
+    """EWA projection of one camera's Gaussians: 2D means, conics, depths, radii, validity, and the
+    opacities to composite with (compensated for the low-pass when ``antialiased``)."""
     R, t = w2c[:3, :3], w2c[:3, 3]
     mc = means @ R.T + t
     x, y, z = mc.unbind(-1)
@@ -57,9 +61,13 @@ def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opac
                      torch.stack([zero, fy / zs, -fy * ty / zs**2], -1)], -2)  # (N, 2, 3)
     cov_c = R @ covariance(quats, scales) @ R.T
     cov2d = J @ cov_c @ J.transpose(-1, -2)
+    det_orig = cov2d[:, 0, 0] * cov2d[:, 1, 1] - cov2d[:, 0, 1] * cov2d[:, 1, 0]
     cov2d = cov2d + eps2d * torch.eye(2, dtype=means.dtype, device=means.device)
     a, b, c = cov2d[:, 0, 0], cov2d[:, 0, 1], cov2d[:, 1, 1]
     det = a * c - b * b
+    if antialiased:  # det_orig / det <= 1; clamped at 0 like gsplat (a degenerate Gaussian vanishes)
+        ratio = det_orig / torch.where(det > 0, det, torch.ones_like(det))
+        opacities = opacities * torch.sqrt(ratio.clamp_min(0.0) + 1e-20) * (ratio > 0)
     mean2d = torch.stack([fx * x / zs + cx, fy * y / zs + cy], -1)
     valid = (z >= near) & (z <= far) & (det > 0) & (opacities >= ALPHA_THRESHOLD)
     det_safe = torch.where(det > 0, det, torch.ones_like(det))
@@ -71,7 +79,8 @@ def project(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opac
         valid &= (rx > 0) | (ry > 0)
         valid &= ~((mean2d[:, 0] + rx <= 0) | (mean2d[:, 0] - rx >= width) | (mean2d[:, 1] + ry <= 0)
                    | (mean2d[:, 1] - ry >= height))
-    return {"mean2d": mean2d, "conic": conic, "depth": z, "radii": torch.stack([rx, ry], -1), "valid": valid}
+    return {"mean2d": mean2d, "conic": conic, "depth": z, "radii": torch.stack([rx, ry], -1), "valid": valid,
+            "opacities": opacities}
 
 
 def rasterize(proj: dict[str, torch.Tensor], opacities: torch.Tensor, colors: torch.Tensor, width: int, height: int,

@@ -36,6 +36,7 @@ def render(g: Gaussians, w2c: torch.Tensor, K: torch.Tensor, width: int, height:
         w2c: (B, V, 4, 4), or for unbatched Gaussians (V, 4, 4) or one camera (4, 4); K: matching (..., 3, 3).
         background: (3,) colour composited behind (default white).
         backend: ``gsplat`` (CUDA), ``torch`` (reference), or ``auto`` (gsplat when on CUDA and installed).
+        ``g.antialiased`` selects gsplat's antialiased mode (the reference applies the same opacity compensation).
     Returns:
         ``rgb`` (B, V, 3, H, W), ``alpha`` (B, V, 1, H, W), ``depth`` (B, V, 1, H, W) expected camera z;
         the B and V dimensions are dropped where the inputs had none.
@@ -45,7 +46,8 @@ def render(g: Gaussians, w2c: torch.Tensor, K: torch.Tensor, width: int, height:
     if single_view:
         w2c, K = w2c[None], K[None]
     if not batched:
-        g = Gaussians(g.means[None], g.quats[None], g.log_scales[None], g.opacity_logits[None], g.colors[None], g.sh_degree)
+        g = Gaussians(g.means[None], g.quats[None], g.log_scales[None], g.opacity_logits[None], g.colors[None], g.sh_degree,
+                      g.antialiased)
         w2c, K = w2c[None], K[None]
     if background is None:
         background = torch.ones(3, device=g.means.device, dtype=g.means.dtype)
@@ -69,13 +71,13 @@ def _render_torch(g: Gaussians, w2c: torch.Tensor, K: torch.Tensor, width: int, 
         for v in range(w2c.shape[1]):
             cam = w2c[b, v].to(g.means.dtype)
             Kv = K[b, v].to(g.means.dtype)
-            proj = ref.project(g.means[b], quats[b], scales[b], opac[b], cam, Kv, width, height)
+            proj = ref.project(g.means[b], quats[b], scales[b], opac[b], cam, Kv, width, height, antialiased=g.antialiased)
             if g.sh_degree is None:
                 colors = g.colors[b]
             else:
                 campos = camera_center(cam)
                 colors = torch.clamp_min(ref.eval_sh(g.sh_degree, g.colors[b], g.means[b] - campos) + 0.5, 0.0)
-            c, a, d = ref.rasterize(proj, opac[b], colors, width, height, background)
+            c, a, d = ref.rasterize(proj, proj["opacities"], colors, width, height, background)
             rv.append(c.permute(2, 0, 1))
             av.append(a[None])
             dv.append(d[None])
@@ -98,6 +100,6 @@ def _render_gsplat(g: Gaussians, w2c: torch.Tensor, K: torch.Tensor, width: int,
     out, alpha, _ = rasterization(
         g.means, g.unit_quats, g.scales, g.opacities, g.colors.float(), w2c.float(), K.float(), width, height,
         sh_degree=g.sh_degree, backgrounds=background.float().expand(B, V, 3), render_mode="RGB+ED",
-        rasterize_mode="classic", packed=False)  # out (B, V, H, W, 4), alpha (B, V, H, W, 1)
+        rasterize_mode="antialiased" if g.antialiased else "classic", packed=False)  # out (B, V, H, W, 4), alpha (B, V, H, W, 1)
     return {"rgb": out[..., :3].permute(0, 1, 4, 2, 3), "alpha": alpha.permute(0, 1, 4, 2, 3),
             "depth": out[..., 3:4].permute(0, 1, 4, 2, 3)}

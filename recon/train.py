@@ -38,7 +38,7 @@ from .losses import ReconLoss
 from .render import render
 
 log = logging.getLogger(__name__)
-LOG_FIELDS = ["step", "loss", "l1", "ssim", "lpips", "mask", "aux", "lr", "seconds"]
+LOG_FIELDS = ["step", "loss", "l1", "ssim", "lpips", "mask", "aux", "aux_lpips", "lr", "seconds"]
 
 
 def _dist() -> tuple[int, int, torch.device]:
@@ -116,7 +116,8 @@ class StepRunner:
                  loss_fn: ReconLoss, device: torch.device, ema: EMA | None = None) -> None:
         self.cfg, self.model, self.net, self.opt, self.loss_fn, self.device, self.ema = cfg, model, net, opt, loss_fn, device, ema
         self.bf16 = device.type == "cuda" and cfg.bf16
-        self.T = cfg.target_size
+        self.T = cfg.loss_size
+        self.rank = 0  # set by train(): crop windows are functions of (seed, step, rank)
 
     def noise(self, B: int, seed: int, step: int, rank: int) -> torch.Tensor | None:
         """The step's denoising noise, drawn on the device from (seed, step, rank)."""
@@ -131,6 +132,9 @@ class StepRunner:
         T = self.T
         for g in self.opt.param_groups:
             g["lr"] = lr
+        if self.cfg.crop_size is not None:
+            batch = crop_targets(batch, T, torch.Generator(device=self.device).manual_seed(
+                hash((self.cfg.seed, step, self.rank, "crop")) % (2**63)))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             o = self.net(batch["image"], batch["w2c"], batch["K"], batch["t_w2c"], batch["t_K"], (T, T), noise)
         mark("forward")
@@ -152,6 +156,28 @@ class StepRunner:
             self.ema.update(self.model, step)
         mark("optimizer")
         return {"loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
+
+
+def crop_targets(batch: dict[str, torch.Tensor], size: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """A random size x size window of every target view (t_rgb, t_mask) with its intrinsics (the
+    principal point shifted by the window's corner): rendering with the shifted K gives exactly that
+    window of the full-resolution render, at size^2 pixels' cost. One gather, no loop over views."""
+    rgb, mask, K = batch["t_rgb"], batch["t_mask"], batch["t_K"]  # (B, V, 3, T, T), (B, V, 1, T, T), (B, V, 3, 3)
+    B, V, _, H, W = rgb.shape
+    dev = rgb.device
+    ox = torch.randint(0, W - size + 1, (B, V), generator=gen, device=dev)
+    oy = torch.randint(0, H - size + 1, (B, V), generator=gen, device=dev)
+    ar = torch.arange(size, device=dev)
+    rows = (oy[..., None] + ar)[..., :, None]  # (B, V, size, 1)
+    cols = (ox[..., None] + ar)[..., None, :]  # (B, V, 1, size)
+    bi = torch.arange(B, device=dev)[:, None, None, None]
+    vi = torch.arange(V, device=dev)[None, :, None, None]
+    both = torch.cat([rgb, mask.to(rgb.dtype)], 2).permute(0, 1, 3, 4, 2)[bi, vi, rows, cols]  # (B, V, size, size, 4)
+    both = both.permute(0, 1, 4, 2, 3)
+    K = K.clone()
+    K[..., 0, 2] -= ox.to(K.dtype)
+    K[..., 1, 2] -= oy.to(K.dtype)
+    return {**batch, "t_rgb": both[:, :, :3].contiguous(), "t_mask": both[:, :, 3:].to(mask.dtype).contiguous(), "t_K": K}
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -209,6 +235,7 @@ def train(cfg: TrainConfig, model_cfg: ArchConfig, shards: str | os.PathLike[str
     batches = batch_source(cfg.data_path, shards, cache_dir, device, seed, rank, world, B, V, S, T, start, cfg.steps,
                            cfg.loader_workers)
     runner = StepRunner(cfg, model, net, opt, loss_fn, device, ema)
+    runner.rank = rank
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         _trim_log(out / "train_log.csv", start)

@@ -115,7 +115,7 @@ def test_timer_cpu():
 
 def test_registry_holds_every_family():
     for name in ("any3davatar", "splatter-image", "template", "single-view-fit", "any3davatar-noaux", "any3davatar-random",
-                 "any3davatar-noplucker", "any3davatar-t0"):
+                 "any3davatar-noplucker", "any3davatar-t0", "any3davatar-v1"):
         assert name in REGISTRY
     assert set(learned_methods()) == {n for n in REGISTRY if n.startswith(("any3davatar", "splatter"))}
     with pytest.raises(KeyError, match="registered"):
@@ -126,10 +126,11 @@ def test_registry_holds_every_family():
         m.reconstruct({})
     # each ablation's model config differs from the full model's in exactly what its name says
     full = get_spec("any3davatar").model_config(cfg)
-    for name, key in (("any3davatar-noaux", "aux_head"), ("any3davatar-random", "scaffold"),
-                      ("any3davatar-noplucker", "plucker"), ("any3davatar-t0", "t_star")):
+    for name, keys in (("any3davatar-noaux", ["aux_head"]), ("any3davatar-random", ["scaffold"]),
+                       ("any3davatar-noplucker", ["plucker"]), ("any3davatar-t0", ["t_star", "train_noise"]),
+                       ("any3davatar-v1", ["antialiased", "arch_version", "sh_degree", "t_star"])):
         ab = get_spec(name).model_config(cfg)
-        assert [k for k in full.to_dict() if full.to_dict()[k] != ab.to_dict()[k]] == [key], name
+        assert sorted(k for k in full.to_dict() if full.to_dict()[k] != ab.to_dict()[k]) == keys, name
 
 
 def _project(tmp_path, convention=CONVENTION, keys=("s000",)):
@@ -241,3 +242,18 @@ def test_photo_protocol_on_a_folder(tmp_path):
     assert len(rows) == len(PHOTO_YAW_OFFSETS) and set(rows["photo"]) == {"astronaut.jpg"}
     sheet = Image.open(tmp_path / "eval" / "any3davatar-photos" / "contact_sheet.png")
     assert sheet.size == (128 * (1 + len(PHOTO_YAW_OFFSETS)), 128)
+def test_tstar_sweep_runs():
+    """The inference noise-level sweep: one checkpoint, several t*, metrics per yaw bucket."""
+    from anyhead.samples import decode_sample
+    from benchmarks.tsweep import sweep
+    from tests.test_model import make, randomise
+    from tests.test_shards import fake_sample
+
+    rng = np.random.default_rng(0)
+    samples = [decode_sample(fake_sample(f"s{i}", rng)) for i in range(2)]
+    model = randomise(make()).eval()
+    out = sweep(model, samples, [0.0, 0.5, 1.0], torch.device("cpu"))
+    alls = [r for r in out["rows"] if r["bucket"] == "all"]
+    assert [r["t"] for r in alls] == [0.0, 0.5, 1.0] and all(r["n_views"] == 4 for r in alls)
+    assert len({r["bucket"] for r in out["rows"]}) >= 2  # "all" and the angle buckets
+    assert len({round(r["psnr"], 6) for r in alls}) == 3  # each t* gives other Gaussians

@@ -17,17 +17,19 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(-10 * torch.log10(((a - b) ** 2).mean()))
 
 
-def random_scene(n: int, seed: int, sh_degree: int | None = None) -> Gaussians:
+def random_scene(n: int, seed: int, sh_degree: int | None = None, antialiased: bool = False) -> Gaussians:
     g = torch.Generator().manual_seed(seed)
     colors = torch.rand(n, 3, generator=g) if sh_degree is None else torch.randn(n, (sh_degree + 1) ** 2, 3, generator=g) * 0.5
     return Gaussians(torch.randn(n, 3, generator=g) * 0.08, torch.randn(n, 4, generator=g),
                      torch.log(torch.rand(n, 3, generator=g) * 0.012 + 0.001), torch.randn(n, generator=g) * 1.5,
-                     colors, sh_degree)
+                     colors, sh_degree, antialiased)
 
 
-@pytest.mark.parametrize("seed,n,sh", [(0, 2000, None), (1, 20000, None), (2, 5000, 3)])
-def test_gsplat_matches_reference(seed, n, sh):
-    g = random_scene(n, seed, sh)
+@pytest.mark.parametrize("seed,n,sh,aa", [(0, 2000, None, False), (1, 20000, None, False), (2, 5000, 3, False),
+                                          (3, 5000, None, True), (4, 20000, 1, True)])
+def test_gsplat_matches_reference(seed, n, sh, aa):
+    """aa: gsplat rasterize_mode="antialiased" against the reference's opacity compensation (the v2 model's mode)."""
+    g = random_scene(n, seed, sh, aa)
     res = 256
     w2c = torch.stack([torch.tensor(orbit_camera(yaw, 15, 0.6)).float() for yaw in (0, 100, 200)])
     K = torch.tensor(intrinsics_from_fov(35, res, res)).float()[None].repeat(3, 1, 1)
@@ -36,15 +38,16 @@ def test_gsplat_matches_reference(seed, n, sh):
     fast = render(gd, w2c.cuda(), K.cuda(), res, res, backend="gsplat")
     for k in ("rgb", "alpha"):
         p = psnr(fast[k].cpu(), ref[k])
-        print(f"seed {seed} n {n} sh {sh} {k}: PSNR gsplat vs reference {p:.1f} dB")
+        print(f"seed {seed} n {n} sh {sh} antialiased {aa} {k}: PSNR gsplat vs reference {p:.1f} dB")
         assert p > 40.0
     # expected depth where both are well covered
     m = (ref["alpha"] > 0.5) & (fast["alpha"].cpu() > 0.5)
     assert (fast["depth"].cpu()[m] - ref["depth"][m]).abs().median() < 1e-3
 
 
-def test_gradients_agree():
-    g = random_scene(1500, 3)
+@pytest.mark.parametrize("aa", [False, True])
+def test_gradients_agree(aa):
+    g = random_scene(1500, 3, antialiased=aa)
     res = 128
     w2c = torch.tensor(orbit_camera(30, 10, 0.6)).float()[None]
     K = torch.tensor(intrinsics_from_fov(35, res, res)).float()[None]
@@ -52,11 +55,11 @@ def test_gradients_agree():
     grads = {}
     for backend, dev in (("torch", "cpu"), ("gsplat", "cuda")):
         gd = g.detach().to(dev)  # fresh leaves for each backend
-        for t in (gd.means, gd.colors, gd.opacity_logits):
+        for t in (gd.means, gd.colors, gd.opacity_logits, gd.log_scales):
             t.requires_grad_(True)
         out = render(gd, w2c.to(dev), K.to(dev), res, res, backend=backend)
         ((out["rgb"] - target.to(dev)) ** 2).mean().backward()
-        grads[backend] = [t.grad.cpu().flatten() for t in (gd.means, gd.colors, gd.opacity_logits)]
+        grads[backend] = [t.grad.cpu().flatten() for t in (gd.means, gd.colors, gd.opacity_logits, gd.log_scales)]
     for a, b in zip(grads["torch"], grads["gsplat"]):
         cos = torch.nn.functional.cosine_similarity(a, b, dim=0)
         print(f"gradient cosine similarity {cos:.5f}")

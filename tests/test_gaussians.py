@@ -41,6 +41,33 @@ def test_single_gaussian_matches_analytic_profile():
     assert out["depth"][0, 32, 32].item() == pytest.approx(1.0, rel=1e-5)  # expected depth of one Gaussian
 
 
+@pytest.mark.parametrize("s", [0.0005, 0.002, 0.01, 0.05])
+def test_antialiased_compensates_opacity_for_the_low_pass(s):
+    """gsplat's antialiased mode: opacity * sqrt(det(cov2d) / det(cov2d + 0.3 I)); for an isotropic
+    Gaussian of projected std p pixels that is p^2 / (p^2 + 0.3) at the centre pixel."""
+    o = 0.8
+    g = gs([[0, 0, 0]], [[s, s, s]], [o], [[1.0, 0.0, 0.0]])
+    w2c, K = cam()
+    classic = render(g, w2c, K, W, H, background=torch.zeros(3))
+    g.antialiased = True
+    aa = render(g, w2c, K, W, H, background=torch.zeros(3))
+    var = (F * s) ** 2
+    comp = var / (var + 0.3)
+    assert classic["alpha"][0, 32, 32].item() == pytest.approx(o, rel=1e-4)
+    assert aa["alpha"][0, 32, 32].item() == pytest.approx(o * comp, rel=1e-4)
+    # the shape is the same blurred profile, only scaled
+    for dx in (1, 2):
+        expected = o * comp * math.exp(-0.5 * dx * dx / (var + 0.3))
+        if expected > 1.5 / 255:
+            assert aa["alpha"][0, 32, 32 + dx].item() == pytest.approx(expected, rel=1e-4)
+    # gradients flow through the compensation to the scales (a sub-pixel Gaussian grows brighter as it grows)
+    g2 = gs([[0, 0, 0]], [[s, s, s]], [o], [[1.0, 0.0, 0.0]])
+    g2.antialiased = True
+    g2.log_scales.requires_grad_(True)
+    render(g2, w2c, K, W, H, background=torch.zeros(3))["alpha"][0, 32, 32].backward()
+    assert g2.log_scales.grad.sum() > 0
+
+
 def test_front_to_back_compositing_and_order_independence():
     w2c, K = cam()
     means = [[0, 0, 0.1], [0, 0, -0.1]]  # first is nearer the camera at z = +1

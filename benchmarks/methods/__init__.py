@@ -24,12 +24,15 @@ def _ablation(name: str, overrides: dict[str, Any], text: str) -> MethodSpec:
 
 
 SPECS: tuple[MethodSpec, ...] = (
-    MethodSpec("any3davatar", "Any3DAvatar: Plücker-aware scaffold, one-step denoising, auxiliary appearance head",
-               LearnedMethod, arch="any3davatar"),
+    MethodSpec("any3davatar", "Any3DAvatar v2: visibility-gated scaffold tokens, one-step conditional denoising of the "
+               "scaffold's Gaussians, auxiliary appearance head", LearnedMethod, arch="any3davatar"),
+    _ablation("any3davatar-v1", {"arch_version": 1, "t_star": 0.5, "sh_degree": None, "antialiased": False},
+              "the first model (v1: ungated 1/patch token features, t* * noise input), same data and steps"),
     _ablation("any3davatar-noaux", {"aux_head": False}, "no auxiliary appearance head"),
     _ablation("any3davatar-random", {"scaffold": "random"}, "unstructured random anchors instead of the template scaffold"),
     _ablation("any3davatar-noplucker", {"plucker": False}, "no Plücker ray embedding"),
-    _ablation("any3davatar-t0", {"t_star": 0.0}, "t* = 0 (plain regression, no denoising)"),
+    _ablation("any3davatar-t0", {"train_noise": False, "t_star": 0.0},
+              "no noise in training (t = 0 every step) and t* = 0 at inference: plain regression from the scaffold"),
     MethodSpec("splatter-image", "Splatter Image (Szymanowicz et al. 2024): pixel-aligned Gaussians from a U-Net",
                LearnedMethod, arch="splatter_image"),
     MethodSpec("template", "scaffold Gaussians coloured by projecting the input image (mirrored where hidden): "

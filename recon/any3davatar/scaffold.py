@@ -11,20 +11,42 @@ import numpy as np
 import torch
 
 
-def farthest_points(points: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Indices of ``n`` farthest-point samples (greedy; O(n * len(points)))."""
+def farthest_points(points: np.ndarray, n: int, seed: int = 0, weights: np.ndarray | None = None) -> np.ndarray:
+    """Indices of ``n`` farthest-point samples (greedy; O(n * len(points))). With ``weights`` (one
+    per point) the next sample maximises weight * distance to the chosen set: where the weight is w
+    the samples end up about w times closer together (w^2 times denser on a surface)."""
     rng = np.random.default_rng(seed)
+    w = np.ones(len(points)) if weights is None else np.asarray(weights, np.float64)
     idx = np.empty(n, np.int64)
     idx[0] = rng.integers(len(points))
     d = np.linalg.norm(points - points[idx[0]], axis=1)
     for i in range(1, n):
-        idx[i] = int(np.argmax(d))
+        idx[i] = int(np.argmax(w * d))
         d = np.minimum(d, np.linalg.norm(points - points[idx[i]], axis=1))
     return idx
 
 
-def template_scaffold(model, n_anchors: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(anchors (M, 3), normals (M, 3)) on the ICT mean head + hair shell, in the head frame."""
+def face_region(points: np.ndarray) -> np.ndarray:
+    """(M,) bool: the face (front of the head between chin and brows) in the head frame."""
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    return (z > 0.03) & (y > -0.09) & (y < 0.06) & (np.abs(x) < 0.075)
+
+
+def region_offset_limits(points: np.ndarray, max_offset: float, hair_offset: float) -> np.ndarray:
+    """(M,) metres each anchor's Gaussians may move: ``max_offset`` on the face and neck, where the
+    template is close to every head, ``hair_offset`` over the scalp, sides and back, where hair volume,
+    buns, cap brims and headphones stand off the template's hair shell."""
+    y = points[:, 1]
+    tight = face_region(points) | (y < -0.09)
+    return np.where(tight, max_offset, max(hair_offset, max_offset)).astype(np.float32)
+
+
+def template_scaffold(model, n_anchors: int, seed: int = 0, neck_floor: float = -0.16,
+                      face_density: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(anchors (M, 3), normals (M, 3)) on the ICT mean head + hair shell, in the head frame.
+
+    Skin below ``neck_floor`` (metres, y) is left out (v1: -0.16 drops the lower neck; the ICT
+    skin reaches -0.23); ``face_density`` > 1 spaces face anchors that many times closer."""
     import trimesh
 
     from anyhead.hair import HairParams, build_hair
@@ -42,7 +64,7 @@ def template_scaffold(model, n_anchors: int, seed: int = 0) -> tuple[np.ndarray,
     from anyhead.geometry import RayCaster, orient_outward
 
     n_head = orient_outward(p_head, head.face_normals[f_head], RayCaster(verts, faces))
-    keep = p_head[:, 1] > -0.16  # drop the bottom of the neck
+    keep = p_head[:, 1] > neck_floor
     p_head, n_head = p_head[keep], n_head[keep]
     p_hair, f_hair = trimesh.sample.sample_surface(shell, n_pool // 2, seed=seed + 1)
     n_hair = shell.face_normals[f_hair]
@@ -54,7 +76,8 @@ def template_scaffold(model, n_anchors: int, seed: int = 0) -> tuple[np.ndarray,
     under = (d < 0.02) & (p_head[:, 1] > 0.03)
     pts = np.concatenate([p_head[~under], p_hair])
     nrm = np.concatenate([n_head[~under], n_hair])
-    idx = farthest_points(pts, n_anchors, seed)
+    weights = np.where(face_region(pts), face_density, 1.0) if face_density != 1.0 else None
+    idx = farthest_points(pts, n_anchors, seed, weights)
     return pts[idx].astype(np.float32), nrm[idx].astype(np.float32)
 
 
@@ -74,6 +97,32 @@ def sphere_scaffold(n_anchors: int, radius: float = 0.1, seed: int = 0) -> tuple
     theta = np.pi * (1 + 5**0.5) * i
     n = np.stack([np.cos(theta) * np.sin(phi), np.cos(phi), np.sin(theta) * np.sin(phi)], 1)
     return (n * radius).astype(np.float32), n.astype(np.float32)
+
+
+def group_order(points: np.ndarray, g: int) -> np.ndarray:
+    """Indices ordering points so that each run of ``g`` is a compact neighbourhood: the leaves of a
+    balanced k-d split (widest axis, left part a multiple of ``g``), each leaf in lexicographic order.
+    The order depends only on the set of points, so ordering ordered points is the identity (a
+    checkpoint's stored anchors keep their order). ``len(points)`` must be a multiple of ``g``."""
+    out: list[np.ndarray] = []
+
+    def lex(idx: np.ndarray, first: int | None = None) -> np.ndarray:
+        p = points[idx]
+        keys = (p[:, 2], p[:, 1], p[:, 0]) + ((p[:, first],) if first is not None else ())
+        return idx[np.lexsort(keys)]
+
+    def split(idx: np.ndarray) -> None:
+        if len(idx) <= g:
+            out.append(lex(idx))
+            return
+        p = points[idx]
+        o = lex(idx, int(np.argmax(p.max(0) - p.min(0))))
+        k = max(g, (len(idx) // g // 2) * g)
+        split(o[:k])
+        split(o[k:])
+
+    split(np.arange(len(points)))
+    return np.concatenate(out)
 
 
 def anchor_spacing(anchors: torch.Tensor) -> torch.Tensor:
