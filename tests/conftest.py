@@ -61,26 +61,32 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-@pytest.fixture(scope="session")
-def tiny_shards(ict_model, tiny_cfg, tmp_path_factory) -> Path:
-    """Two real rendered heads (32 px, 6 targets) in one training shard, via the production stages' code."""
-    from anyhead.config import replace
+def render_train_shards(ict_model, assets_cfg, render_cfg, root: Path, head_seeds: list[int], per_shard: int) -> Path:
+    """Real rendered heads (one per seed) packed into training shards under ``root/train``, through the
+    production stages' code (head build, render worker, shard writer)."""
     from anyhead.heads import HeadSpec, build_head
     from anyhead.render.folder import render_head
     from anyhead.samples import read_folder
     from anyhead.shards import write_shards
     from anyhead.stages import Task
 
-    root = tmp_path_factory.mktemp("tiny_shards")
+    samples = []
+    for i, seed in enumerate(head_seeds):
+        asset = build_head(ict_model, HeadSpec.sample(ict_model, seed, assets_cfg), 128)
+        asset.save(root / "assets" / f"h{i}")
+        folder = root / "renders" / f"h{i}"
+        render_head(Task(f"h{i}", folder, "test", {"asset": str(root / "assets" / f"h{i}"), "cfg": render_cfg, "seed": i}))
+        samples.append((f"h{i}", lambda folder=folder: read_folder(folder)))
+    write_shards(samples, root / "train", "train", per_shard)
+    return root / "train"
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(ict_model, tiny_cfg, tmp_path_factory) -> Path:
+    """Two real rendered heads (32 px, 6 targets) in one training shard each."""
+    from anyhead.config import replace
+
     cfg = replace(tiny_cfg.render, {"input_res": 32, "target_res": 32, "n_targets": 6, "shadows": False, "gt_points": 500,
                                     "input_yaw": 30, "input_pitch": 15, "focal_mm": [50, 50], "distance_jitter": 0.0,
                                     "target_pitch": [-10, 30]})
-    samples = []
-    for i in range(2):
-        asset = build_head(ict_model, HeadSpec.sample(ict_model, 100 + i, tiny_cfg.assets), 128)
-        asset.save(root / "assets" / f"h{i}")
-        folder = root / "renders" / f"h{i}"
-        render_head(Task(f"h{i}", folder, "test", {"asset": str(root / "assets" / f"h{i}"), "cfg": cfg, "seed": i}))
-        samples.append((f"h{i}", lambda folder=folder: read_folder(folder)))
-    write_shards(samples, root / "train", "train", 1)
-    return root / "train"
+    return render_train_shards(ict_model, tiny_cfg.assets, cfg, tmp_path_factory.mktemp("tiny_shards"), [100, 101], 1)

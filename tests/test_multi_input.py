@@ -48,25 +48,12 @@ def test_input_rig_ranges_and_roll():
 def multi_shards(ict_model, tmp_path_factory):
     """Two real rendered heads with four input portraits each (the gpu profile's input rig, 32 px)."""
     from anyhead.config import replace
-    from anyhead.heads import HeadSpec, build_head
-    from anyhead.render.folder import render_head
-    from anyhead.samples import read_folder
-    from anyhead.shards import write_shards
-    from anyhead.stages import Task
+    from tests.conftest import render_train_shards
 
     tiny = profile_config("tiny")
-    root = tmp_path_factory.mktemp("multi_shards")
     cfg = replace(tiny.render, {"input_res": 32, "target_res": 32, "n_targets": 5, "shadows": False, "gt_points": 300,
                                 "supersample": 1, **GPU_RIG})
-    samples = []
-    for i in range(2):
-        asset = build_head(ict_model, HeadSpec.sample(ict_model, 200 + i, tiny.assets), 128)
-        asset.save(root / "assets" / f"h{i}")
-        folder = root / "renders" / f"h{i}"
-        render_head(Task(f"h{i}", folder, "test", {"asset": str(root / "assets" / f"h{i}"), "cfg": cfg, "seed": i}))
-        samples.append((f"h{i}", lambda folder=folder: read_folder(folder)))
-    write_shards(samples, root / "train", "train", 2)
-    return root / "train"
+    return render_train_shards(ict_model, tiny.assets, cfg, tmp_path_factory.mktemp("multi_shards"), [200, 201], 2)
 
 
 def test_multi_input_samples_decode(multi_shards):
