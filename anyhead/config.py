@@ -343,6 +343,10 @@ class AssetsConfig:
 
     n_identities: int = num(ge=0)
     seed: int = num(ge=0)
+    # fresh identities for training only (a release run's new seed): they never enter val/test, and adding them
+    # leaves the split of the n_identities heads, so the test split's hash, unchanged
+    train_only_identities: int = num(ge=0)
+    train_only_seed: int = num(ge=0)
     texture_size: int = num(ge=32, le=8192)
     identity_modes: int = num(ge=0, le=100)
     identity_scale: float = num(ge=0, le=3)
@@ -358,6 +362,8 @@ class AssetsConfig:
     def __post_init__(self) -> None:
         if self.n_identities == 0 and not self.scans_dir:
             raise ConfigError("n_identities", "0 with no scans_dir: the stage would build no heads")
+        if self.train_only_identities and self.train_only_seed == self.seed:
+            raise ConfigError("train_only_seed", f"equals seed ({self.seed}): the train-only heads would repeat the seed's heads")
 
 
 @dataclass(frozen=True)

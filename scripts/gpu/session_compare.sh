@@ -30,10 +30,10 @@ PY
 }
 
 if [ "$phase" = probe ]; then
-  stamp "device tests"; python3 -m pytest -q -p no:cacheprovider tests/test_device.py > "$RUN/test_device.log" 2>&1; tail -2 "$RUN/test_device.log"
+  [ -f "$RUN/test_device.log" ] || python3 -m pytest -q -p no:cacheprovider tests/test_device.py > "$RUN/test_device.log" 2>&1; tail -2 "$RUN/test_device.log"
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw --format=csv > "$RUN/gpu.txt"
   write_params $P 2000 1
-  for s in build_assets render shards; do
+  for s in build_assets render captures shards; do
     stamp "$s"; python3 -m pipelines.$s --params $P --profile gpu > "$RUN/logs/$s.log" 2>&1 || { stamp "$s FAILED"; tail -20 "$RUN/logs/$s.log"; exit 1; }
   done
   python3 -c "import json; s = json.load(open('data/gpu/shards/splits.json'))['splits']; print({k: (len(v['keys']), v['hash']) for k, v in s.items()})" \
