@@ -27,8 +27,11 @@ virtual camera that frames the head the way the training input rig does.
   that takes the fit to the true pose (:func:`pose_correction`), applied about the face's centroid. It is fitted
   by ``python -m anyhead.build_face_template`` on renders of random ICT identities with random expressions at
   random known poses (yaw +-70, pitch +-30, 35-85 mm), never the mean head, so the tests' mean-head renders
-  are held out. The correction is bounded by the largest one seen in calibration; the reported reprojection
-  error, and the refusal of implausible fits, are those of the uncorrected fit.
+  are held out. Guards for faces unlike the renders (a real photo, a strong smile): the residuals only count
+  beyond 20-40 degrees of yaw (:data:`CORRECTION_GATE_DEG`; nearer frontal the fit is already within a few
+  degrees and the correction follows yaw and pitch alone), each feature is clipped at 3 calibration standard
+  deviations, and the correction at the largest one seen in calibration. The reported reprojection error,
+  and the refusal of implausible fits, are those of the uncorrected fit.
 * **Framing**: a virtual camera at the photo camera's centre looks at the rig's look-at point
   (:data:`anyhead.render.rigs.LOOK_AT`) with the head's +y up (no roll, like every rig camera) and a focal
   length that makes the head span :data:`RIG_HEAD_FILL` of the frame at the rig's scale
