@@ -7,7 +7,7 @@ records which landmarks land on a stable skin point, the ICT vertex there, and w
 then renders 80 random ICT identities with random expressions at random known poses (and their mirror
 images) and fits the pose correction's ridge model on them (the method is described in
 :mod:`anyhead.headpose`). Needs the ICT archive; photo analysis needs only the generated table (about 35 kB).
-About 6 minutes on 2 cores. The build is deterministic: running it again rewrites the same file.
+About 5 minutes on 2 cores. The build is deterministic: running it again rewrites the same file.
 """
 from __future__ import annotations
 
