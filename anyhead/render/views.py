@@ -66,9 +66,11 @@ def visible_points(pts: np.ndarray, views: list[ViewRecord], tol: float = 0.002)
 
 
 def render_sample(asset: HeadAsset, cfg: "RenderConfig", seed: int) -> dict[str, Any]:
-    """Inputs, targets and GT points of one head, all with one lighting."""
+    """Inputs, targets and GT points of one head, all with one lighting (drawn per head from
+    ``cfg.lighting`` on a stream of its own, so cameras and GT points do not depend on it); the
+    lighting is returned (``Lighting.to_dict``) for the sample's metadata."""
     rng = np.random.default_rng(seed)
-    light = Lighting.sample(rng, shadows=cfg.shadows)
+    light = Lighting.sample(np.random.default_rng([seed, 1]), cfg.lighting, shadows=cfg.shadows)
     r = HeadRenderer(asset)
     ss = cfg.supersample
     views = []
