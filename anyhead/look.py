@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .config import LookConfig
 
 GARMENTS = ("crew", "vneck", "collar", "hoodie", "turtleneck", "straps")
+BODY_PARTS = ("torso", "garment", "garment_trim")  # the parts torso_parts adds (not accessories)
 PATTERNS = ("plain", "stripes", "checks", "dots")
 GARMENT_COLORS: dict[str, tuple[float, float, float]] = {  # sRGB
     "white": (0.90, 0.90, 0.88), "black": (0.08, 0.08, 0.09), "grey": (0.50, 0.50, 0.52), "navy": (0.12, 0.16, 0.32),
