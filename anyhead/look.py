@@ -210,7 +210,7 @@ def eye_texture(iris_color: str, seed: int, res: int = 256) -> np.ndarray:
         w_iris = 1 - _smooth(ang, 30, 33.5)
         col = col * (1 - w_iris[..., None]) + iris * w_iris[..., None]
         w_pupil = 1 - _smooth(ang, pupil - 0.6, pupil + 0.6)
-        col = col * (1 - w_pupil[..., None]) + 0.012 * w_pupil[..., None]
+        col = col * (1 - w_pupil[..., None]) + 0.004 * w_pupil[..., None]
         # upper-lid shadow and darker corners
         across = np.abs(np.sin(np.radians(ang)) * np.cos(phi))  # towards the corners
         shade = 1 - 0.5 * _smooth(el, 0.22, 0.45) - 0.2 * _smooth(-el, 0.3, 0.5) - 0.25 * _smooth(across, 0.55, 0.8)
@@ -245,7 +245,7 @@ def eyelashes(lm: np.ndarray, hair_color: str, seed: int) -> Part:
             curl = np.array([0.0, up * 0.9, -0.4]) * rng.uniform(0.7, 1.2)
             s = np.linspace(0, 1, 4)[:, None]
             path = root + np.array([0, 0, 0.0006]) + length * (s * d0 + s ** 2 * curl * 0.5)
-            width = (0.00015 * (1 - s) + 0.00002) * (1.0 if upper else 0.7)
+            width = (0.0002 * (1 - s) + 0.00002) * (1.0 if upper else 0.7)
             v = np.concatenate([path - tangent * width, path + tangent * width])  # (8, 3): left edge, right edge
             f = np.array([[0, 4, 1], [1, 4, 5], [1, 5, 2], [2, 5, 6], [2, 6, 3], [3, 6, 7]]) + off
             vs.append(v)
