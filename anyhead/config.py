@@ -415,12 +415,13 @@ class LightingConfig:
     key_elevation: tuple[float, float] = num((10.0, 55.0), ge=-90, le=90)
     point_prob: float = num(0.3, ge=0, le=1)  # a light is a point light (else directional)
     point_distance: tuple[float, float] = num((0.8, 1.6), ge=0.6, le=10)  # metres from the head centre
+    exposure: tuple[float, float] = num((1.1, 1.6), gt=0, le=10)  # peak irradiance on the head's front half, uniform
 
     def __post_init__(self) -> None:
         if not self.presets:
             raise ConfigError("presets", "empty: list at least one of " + ", ".join(ENV_PRESETS))
         for name in ("env_intensity", "n_lights", "kelvin", "key_intensity", "other_intensity", "key_elevation",
-                     "point_distance"):
+                     "point_distance", "exposure"):
             lo, hi = getattr(self, name)
             if lo > hi:
                 raise ConfigError(name, f"[{lo}, {hi}] is not a range (first <= second)")

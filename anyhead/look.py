@@ -123,9 +123,9 @@ def skin_detail(col: np.ndarray, p: np.ndarray, lm: np.ndarray, front: np.ndarra
         centre = (lm[29] + lm[30]) / 2
         d = p - centre
         band = np.exp(-0.5 * ((d[:, 0] / 0.045) ** 2 + (d[:, 1] / 0.028) ** 2)) * front * (1 - lips)
-        f = _spots(p, band + 0.15 * forehead, int(450 * look.freckles), (0.0005, 0.0012), rng)
+        f = _spots(p, band + 0.15 * forehead, int(450 * look.freckles), (0.0004, 0.0010), rng)
         light = np.clip(1.2 - base.mean() * 0.8, 0.5, 1.0)
-        col = col * (1 - 0.45 * light * f[:, None] * np.array([0.45, 0.62, 0.75]))
+        col = col * (1 - 0.35 * light * f[:, None] * np.array([0.45, 0.62, 0.75]))
     # moles: a few dark spots on the face and neck, away from lips and eyes
     if look.moles > 0:
         eye_y = lm[36:48, 1].mean()

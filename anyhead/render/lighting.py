@@ -12,7 +12,8 @@ A :class:`Lighting` holds everything the shader needs, in the head frame and lin
 :meth:`Lighting.sample` draws one from a :class:`~anyhead.config.LightingConfig`: an environment
 preset (studio, outdoor, indoor; each a few smooth lobes projected onto SH) with a random rotation
 about the vertical, a small tilt and a random intensity, plus ``n_lights`` lights of random colour
-temperature. One lighting is drawn per head (per rendered sample): all views of a sample share it,
+temperature, all scaled so the brightest irradiance over the head's front half is a drawn exposure
+level. One lighting is drawn per head (per rendered sample): all views of a sample share it,
 so targets stay 3D-consistent. ``to_dict`` / ``from_dict`` round-trip it exactly (the sample's
 ``meta.json`` records it, so any view can be re-rendered bit for bit).
 """
@@ -214,7 +215,22 @@ class Lighting:
             color = kelvin_to_rgb(kelvin) * inten
             lights.append(Light("point" if point else "directional", tuple(float(v) for v in vec),
                                 tuple(float(v) for v in color), kelvin, float(inten)))
-        info = {"preset": preset, "env_yaw": yaw, "env_tilt": tilt, "env_intensity": env_int, "env_seed": env_seed}
+        # exposure: scale everything so the brightest irradiance on the head's front half is a drawn level
+        # (a studio key over a bright environment and two more lights would otherwise wash light skin out)
+        peak = float(rng.uniform(*cfg.exposure))
+        n = _fibonacci_dirs(512)
+        n = n[n[:, 2] > -0.3]
+        lum = np.array([0.2126, 0.7152, 0.0722])
+        e = sh_irradiance(n, sh) @ lum
+        for lt in lights:
+            ell = np.asarray(lt.vector) / np.linalg.norm(lt.vector)
+            e = e + np.clip(n @ ell, 0, None) * (np.asarray(lt.color) @ lum)
+        k = peak / float(e.max())
+        sh = sh * k
+        lights = [Light(lt.kind, lt.vector, tuple(float(c * k) for c in lt.color), lt.kelvin, float(lt.intensity * k))
+                  for lt in lights]
+        info = {"preset": preset, "env_yaw": yaw, "env_tilt": tilt, "env_intensity": env_int, "env_seed": env_seed,
+                "exposure": peak, "exposure_scale": k}
         return cls(tuple(float(v) for v in sh.ravel()), tuple(lights), shadows, info)
 
     def to_dict(self) -> dict[str, Any]:

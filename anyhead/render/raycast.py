@@ -3,7 +3,7 @@
 Shading model, in linear RGB: diffuse ambient from an order-2 spherical-harmonics environment plus
 1-3 directional or point lights (:mod:`.lighting`), Blinn-Phong specular with a Schlick Fresnel term
 (strength and shininess scaled per texel by a part's ``spec_map``: pores, T-zone), a soft subsurface
-look on skin (per-channel wrap lighting: red light wraps furthest past the terminator), optional hard
+look on skin (per-channel softened falloff: red light reaches furthest towards the terminator), optional hard
 shadows of the key light (one shadow ray), one refraction-free transparency layer for lenses.
 Anti-aliasing is s x s stratified supersampling, box-filtered. All views of a head rendered with
 one :class:`Lighting` are 3D-consistent (lights are fixed in the head frame).
@@ -29,7 +29,7 @@ __all__ = ["HeadRenderer", "Light", "Lighting", "RenderOutput"]
 _SRGB_LUT = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 
 
-# Per-channel wrap of the diffuse term on skin (subsurface look): red scatters furthest past the terminator.
+# Per-channel softness of the diffuse falloff on skin (subsurface look): red scatters furthest.
 SKIN_WRAP = np.array([0.45, 0.22, 0.15], np.float32)
 
 
@@ -103,34 +103,47 @@ class HeadRenderer:
         albedo, ks, shin = self._albedo(prim, bary)
         wrap = self.wrap[self.face_part[prim]]  # (N, 3), 0 off skin
         irr = sh_irradiance(n, light.sh_matrix())  # diffuse ambient
-        spec_sum = np.zeros((len(n), 3), np.float32)
+        spec_acc = np.zeros((len(n), 3), np.float32)
         for k, lt in enumerate(light.lights):
             if lt.kind == "point":
                 to_l = np.asarray(lt.vector, np.float32)[None] - pos
                 dist2 = np.einsum("ij,ij->i", to_l, to_l)
                 ell = to_l / np.sqrt(dist2)[:, None]
-                lcol = np.asarray(lt.color, np.float32)[None] * (float(np.dot(lt.vector, lt.vector)) / dist2)[:, None]
-                ndl_raw = np.einsum("ij,ij->i", n, ell)
+                ndl = np.einsum("ij,ij->i", n, ell)
             else:
                 e = _unit(lt.vector).astype(np.float32)
-                ell = np.broadcast_to(e, n.shape)
+                ndl = n @ e
+            lit = np.flatnonzero(ndl > 0)  # only lit points get diffuse, specular and a shadow ray
+            if not len(lit):
+                continue
+            nl = ndl[lit]
+            if lt.kind == "point":
+                ell = ell[lit]
+                lcol = np.asarray(lt.color, np.float32)[None] * (float(np.dot(lt.vector, lt.vector)) / dist2[lit])[:, None]
+            else:
+                ell = np.broadcast_to(e, (len(lit), 3))
                 lcol = np.asarray(lt.color, np.float32)[None]
-                ndl_raw = n @ e
-            ndl = np.clip(ndl_raw, 0, None)
-            vis = np.ones(len(n), np.float32)
             if k == 0 and shadows:
-                lit = np.flatnonzero(ndl > 0)
-                hit = self.caster.cast(pos[lit] + n[lit] * 1e-4, np.ascontiguousarray(ell[lit]))
-                vis[lit[hit["primID"] >= 0]] = 0.0
-            # wrap lighting: (n.l + w) / (1 + w) per channel; w = 0 is Lambert
-            diff = np.clip((ndl_raw[:, None] + wrap) / (1 + wrap), 0, None)
-            irr = irr + diff * (vis[:, None] * lcol)
-            h = view + ell
+                # 1 mm off the surface: coarse meshes with smooth normals shadow themselves near the terminator
+                hit = self.caster.cast(pos[lit] + n[lit] * 1e-3 + ell * 1e-3, np.ascontiguousarray(ell))
+                keep = hit["primID"] < 0
+                lit, nl, ell = lit[keep], nl[keep], ell[keep]
+                lcol = lcol[keep] if len(lcol) > 1 else lcol
+            # soft scatter: (n.l)^(1 / (1 + 2 w)) per channel (w = 0 is Lambert): red rises fastest from the
+            # terminator, a reddish soft band; nothing past the terminator, so cast shadows stay consistent
+            diff = np.repeat(nl[:, None], 3, 1)
+            sk = np.flatnonzero(wrap[lit, 0] > 0)
+            if len(sk):
+                diff[sk] = diff[sk] ** (1.0 / (1.0 + 2.0 * wrap[lit[sk]]))
+            v = view[lit]
+            h = v + ell
             h /= np.maximum(np.sqrt(np.einsum("ij,ij->i", h, h)), 1e-9)[:, None]
-            fres = 0.04 + 0.96 * (1 - np.clip(np.einsum("ij,ij->i", view, h), 0, 1)) ** 5
-            spec = ks * (shin + 8) / (8 * np.pi) * np.clip(np.einsum("ij,ij->i", n, h), 0, 1) ** shin * fres * 4
-            spec_sum += (spec * (ndl > 0) * vis)[:, None] * lcol
-        col = albedo * irr + spec_sum
+            fres = 0.04 + 0.96 * (1 - np.clip(np.einsum("ij,ij->i", v, h), 0, 1)) ** 5
+            sh_ = shin[lit]
+            spec = ks[lit] * (sh_ + 8) / (8 * np.pi) * np.clip(np.einsum("ij,ij->i", n[lit], h), 0, 1) ** sh_ * fres * 4
+            irr[lit] += diff * lcol
+            spec_acc[lit] += spec[:, None] * lcol
+        col = albedo * irr + spec_acc
         return col.astype(np.float32), n
 
     # -- rendering --------------------------------------------------------------------------
