@@ -430,25 +430,30 @@ def _neckline(g: str, theta: np.ndarray, torso: Torso) -> np.ndarray:
 
 
 def _band_rows(torso: Torso, skin: Part, edge: np.ndarray, thick: float, rows: int) -> np.ndarray:
-    """Rows (rows x M, 3) of the garment up the neck: from the loop (row ``rows - 1``) up to ``-edge`` metres
-    above it (row 0), ``thick`` outside the skin; where ``edge`` >= 0 every row is the garment's edge point."""
+    """Rows ((rows + 1) x M, 3) of the garment up the neck: a hem row on the skin, then from ``-edge`` metres above
+    the loop (row 1) down to the loop (the last row), ``thick`` outside the skin; where ``edge`` >= 0 every row is
+    the garment's edge point."""
     M = torso.M
     up = np.clip(-edge, 0, None)
     caster = RayCaster(skin.vertices, skin.faces)
     d = torso.d
     out = np.empty((rows, M, 3))
     base = torso.point(np.arange(M), np.clip(edge, 0, None), thick)
+    loop_r = np.linalg.norm((torso.Q - torso.centre)[:, [0, 2]], axis=1)
+    hem = None
     for k in range(rows):
         f = 1 - k / (rows - 1)  # 1 at the top row
         y = torso.Q[:, 1] + f * up
         centre = np.stack([np.full(M, torso.centre[0]), y, np.full(M, torso.centre[2])], 1)
-        r = np.empty(M)
-        for i in range(M):  # the skin's distance from the neck axis along each column's direction
-            r[i] = caster.outer_surface(centre[i], d[i:i + 1], reach=0.3)[0]
-        loop_r = np.linalg.norm((torso.Q - torso.centre)[:, [0, 2]], axis=1)
-        r = np.where(np.isfinite(r), r, loop_r)
+        # the skin's distance from the neck axis along each column's direction (cast inwards from outside)
+        hit = caster.cast(centre + d * 0.3, -d)
+        r = np.where(hit["primID"] >= 0, 0.3 - hit["tfar"], loop_r)
         ring = centre + (r + thick)[:, None] * d
         out[k] = np.where((up > 0)[:, None], ring if k < rows - 1 else base, base)
+        if k == 0:  # the hem: the garment's edge turns in to the skin (no see-through gap under the edge)
+            hem = np.where((up > 0)[:, None], centre + (r + 0.0005)[:, None] * d,
+                           torso.point(np.arange(M), np.clip(edge, 0, None), 0.0005))
+    return np.concatenate([hem[None], out]).reshape(-1, 3)
     return out.reshape(-1, 3)
 
 
@@ -484,7 +489,7 @@ def torso_parts(skin: Part, look: LookParams, hair_color: str) -> list[Part]:
     thick = {"hoodie": 0.010}.get(g, 0.003)
     edge = _neckline(g, torso.theta, torso)
     s_top = np.clip(edge, 0, None)
-    brows = 6
+    brows = 12
     band = _band_rows(torso, skin, edge, thick, brows)
     gv = np.concatenate([band[:-M], torso.grid(s_top, 36, lift=thick)])
     grow = len(gv) // M
@@ -504,14 +509,15 @@ def torso_parts(skin: Part, look: LookParams, hair_color: str) -> list[Part]:
     tex = _pattern_texture(look)
     gcol = np.array(GARMENT_COLORS[look.garment_color])
     parts.append(Part("garment", gv, gf, "cloth", face_uv=face_uv, texture=tex))
-    trims = _trims(g, torso, s_top, thick, gv[:M])
+    trims = _trims(g, torso, s_top, thick, gv[M:2 * M], skin)
     if trims is not None:
         tv, tf = trims
         parts.append(Part("garment_trim", tv, tf, "cloth", vertex_colors=np.tile(gcol * 0.92, (len(tv), 1)).astype(np.float32)))
     return parts
 
 
-def _trims(g: str, torso: Torso, s_top: np.ndarray, thick: float, top: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def _trims(g: str, torso: Torso, s_top: np.ndarray, thick: float, top: np.ndarray, skin: Part
+           ) -> tuple[np.ndarray, np.ndarray] | None:
     """Collar, hood, drawstrings, turtleneck roll or straps: (vertices, faces) or None. ``top``: the garment's edge."""
     M = torso.M
     a = np.abs((torso.theta + np.pi) % (2 * np.pi) - np.pi)
@@ -522,16 +528,21 @@ def _trims(g: str, torso: Torso, s_top: np.ndarray, thick: float, top: np.ndarra
         fs.append(f + sum(len(x) for x in vs))
         vs.append(np.asarray(v, np.float64))
 
-    if g == "collar":  # a band standing up the neck and flaring out, open at the front
+    if g == "collar":  # a band standing up along the neck, a little off it, open at the front
         keep = np.flatnonzero(a > 0.22)
         order = keep[np.argsort((torso.theta[keep]) % (2 * np.pi))]
-        base = top[order]
-        flare = (0.006 + 0.016 * np.clip(1 - a[order] / 1.2, 0, 1))[:, None]
-        height = (0.030 - 0.008 * np.clip(1 - a[order] / 1.0, 0, 1))[:, None]
-        rows = [base - outward[order] * 0.001, base + outward[order] * flare * 0.4 + [0, 1, 0] * height * 0.6,
-                base + outward[order] * flare + [0, 1, 0] * height]
-        v = np.concatenate(rows)
-        add(v, grid_faces(3, len(order)))
+        caster = RayCaster(skin.vertices, skin.faces)
+        d = torso.d[order]
+        fr = np.clip(1 - a[order] / 1.2, 0, 1)  # towards the front the collar points spread out
+        rows = []
+        for k, h in enumerate((0.0, 0.012, 0.026)):
+            y = top[order, 1] + h - 0.008 * fr * (k == 2)
+            centre = np.stack([np.full(len(order), torso.centre[0]), y, np.full(len(order), torso.centre[2])], 1)
+            hit = caster.cast(centre + d * 0.3, -d)
+            r = np.where(hit["primID"] >= 0, 0.3 - hit["tfar"], np.linalg.norm((top[order] - centre)[:, [0, 2]], axis=1))
+            p = centre + (r + thick + 0.002 + 0.002 * k + 0.012 * fr * k / 2)[:, None] * d
+            rows.append(top[order] if k == 0 else p)
+        add(np.concatenate(rows), grid_faces(3, len(order)))
     elif g == "hoodie":  # the hood lying around the back of the neck, and two drawstrings
         back = np.flatnonzero(a > np.pi - 1.5)
         back = back[np.argsort(torso.theta[back] % (2 * np.pi))]
