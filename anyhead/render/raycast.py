@@ -30,7 +30,7 @@ _SRGB_LUT = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 
 
 # Per-channel softness of the diffuse falloff on skin (subsurface look): red scatters furthest.
-SKIN_WRAP = np.array([0.45, 0.22, 0.15], np.float32)
+SKIN_SCATTER = np.array([0.45, 0.22, 0.15], np.float32)
 
 
 def _unit(v: Any) -> np.ndarray:
@@ -65,8 +65,8 @@ class HeadRenderer:
         # spec maps: (H, W, 2) uint8, specular strength and shininess scales (128 = 1x); None = the material's
         self.spec_maps = [None if getattr(p, "spec_map", None) is None else p.spec_map.astype(np.float32) / 128.0
                           for p in asset.parts]
-        self.wrap = np.array([SKIN_WRAP * float(asset.meta.get("look", {}).get("subsurface", 1.0)) if p.material == "skin" else np.zeros(3)
-                              for p in asset.parts], np.float32)
+        sss = float(asset.meta.get("look", {}).get("subsurface", 1.0))
+        self.scatter = np.array([SKIN_SCATTER * sss if p.material == "skin" else np.zeros(3) for p in asset.parts], np.float32)
         self.corner_colors = np.concatenate([
             (srgb_to_linear(p.vertex_colors)[p.faces] if p.vertex_colors is not None else np.zeros((len(p.faces), 3, 3)))
             for p in asset.parts]).astype(np.float32)
@@ -101,7 +101,7 @@ class HeadRenderer:
         flip = np.einsum("ij,ij->i", n, view) < 0  # two-sided: face the viewer (view points to the camera)
         n[flip] *= -1
         albedo, ks, shin = self._albedo(prim, bary)
-        wrap = self.wrap[self.face_part[prim]]  # (N, 3), 0 off skin
+        scatter = self.scatter[self.face_part[prim]]  # (N, 3), 0 off skin
         irr = sh_irradiance(n, light.sh_matrix())  # diffuse ambient
         spec_acc = np.zeros((len(n), 3), np.float32)
         for k, lt in enumerate(light.lights):
@@ -132,9 +132,9 @@ class HeadRenderer:
             # soft scatter: (n.l)^(1 / (1 + 2 w)) per channel (w = 0 is Lambert): red rises fastest from the
             # terminator, a reddish soft band; nothing past the terminator, so cast shadows stay consistent
             diff = np.repeat(nl[:, None], 3, 1)
-            sk = np.flatnonzero(wrap[lit, 0] > 0)
+            sk = np.flatnonzero(scatter[lit, 0] > 0)
             if len(sk):
-                diff[sk] = diff[sk] ** (1.0 / (1.0 + 2.0 * wrap[lit[sk]]))
+                diff[sk] = diff[sk] ** (1.0 / (1.0 + 2.0 * scatter[lit[sk]]))
             v = view[lit]
             h = v + ell
             h /= np.maximum(np.sqrt(np.einsum("ij,ij->i", h, h)), 1e-9)[:, None]
