@@ -30,7 +30,7 @@ _SRGB_LUT = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 
 
 # Per-channel softness of the diffuse falloff on skin (subsurface look): red scatters furthest.
-SKIN_SCATTER = np.array([0.45, 0.22, 0.15], np.float32)
+SKIN_SCATTER = np.array([0.22, 0.11, 0.075], np.float32)
 
 
 def _unit(v: Any) -> np.ndarray:
