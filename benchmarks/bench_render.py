@@ -2,9 +2,11 @@
 
     python -m benchmarks.bench_render [--views 24] [--res 256 512] [--supersample 2]
 
-Renders one sampled ICT head (hair, glasses) from a ring of target cameras, single-threaded
-(thread pools pinned to 1), and prints a table. 4x supersampling = 2x2 rays per pixel, either on
-every pixel or adaptively on silhouette/part-boundary pixels (the renderer's default).
+Renders one sampled ICT head (hair, glasses, lashes, shoulders and garment) from a ring of target
+cameras, single-threaded (thread pools pinned to 1), and prints a table. 4x supersampling = 2x2 rays
+per pixel, either on every pixel or adaptively on silhouette/part-boundary pixels (the renderer's
+default). Lighting is the worst case the profile's ``render.lighting`` can draw: an SH environment and
+its largest number of lights (``--lights fixed``: the renderer's fixed two-light default).
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 
 def cpu_name() -> str:
@@ -35,7 +39,9 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=24)
     ap.add_argument("--res", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--supersample", type=int, default=2)
+    ap.add_argument("--lights", choices=["max", "fixed"], default="max")
     args = ap.parse_args()
+    from anyhead.config import replace
     from anyhead.heads import HeadSpec, build_head
     from anyhead.ict import ICTModel
     from anyhead.render import HeadRenderer, Lighting
@@ -52,7 +58,12 @@ def main() -> None:
     for res in args.res:
         for adaptive in (True, False):
             for shadows in (False, True):
-                light = Lighting(shadows=shadows)
+                if args.lights == "fixed":
+                    light = Lighting(shadows=shadows)
+                else:
+                    lcfg = cfg.render.lighting
+                    lcfg = replace(lcfg, {"n_lights": [lcfg.n_lights[1]] * 2, "point_prob": 0.5})
+                    light = Lighting.sample(np.random.default_rng(0), lcfg, shadows=shadows)
                 rig = target_rig(args.views, res, cfg.render.target_pitch)
                 r.render(rig[0][0], light, args.supersample, adaptive=adaptive)  # warm-up
                 t0 = time.process_time()
@@ -61,9 +72,12 @@ def main() -> None:
                     r.render(cam, light, args.supersample, adaptive=adaptive)
                 cpu = time.process_time() - t0
                 wall = time.perf_counter() - w0
+                light_desc = ", ".join(lt.kind for lt in light.lights)
                 rows.append((res, args.supersample ** 2, "edges" if adaptive else "all pixels", shadows, args.views / cpu,
                              args.views / wall, 1000 * wall / args.views))
     print(f"CPU: {cpu_name()} ({os.cpu_count()} cores visible); one process, thread pools pinned to 1")
+    if args.lights == "max":
+        print(f"lighting: SH environment + {cfg.render.lighting.n_lights[1]} lights ({light_desc})")
     print(f"head: {len(asset.parts)} parts, {sum(len(p.faces) for p in asset.parts)} triangles")
     print("| res | samples/px | supersampled | shadows | views/s per core (CPU time) | views/s (wall) | ms/view |")
     print("|---|---|---|---|---|---|---|")

@@ -1,8 +1,10 @@
 """CPU ray-cast renderer of head assets (Embree through embreex, shading in numpy).
 
-Shading model, in linear RGB: Lambert diffuse from a hemisphere ambient (sky/ground) plus a key
-and a fill directional light, Blinn-Phong specular with a Schlick Fresnel term, optional hard
-shadows of the key light (shadow rays), one refraction-free transparency layer for lenses.
+Shading model, in linear RGB: diffuse ambient from an order-2 spherical-harmonics environment plus
+1-3 directional or point lights (:mod:`.lighting`), Blinn-Phong specular with a Schlick Fresnel term
+(strength and shininess scaled per texel by a part's ``spec_map``: pores, T-zone), a soft subsurface
+look on skin (per-channel softened falloff: red light reaches furthest towards the terminator), optional hard
+shadows of the key light (one shadow ray), one refraction-free transparency layer for lenses.
 Anti-aliasing is s x s stratified supersampling, box-filtered. All views of a head rendered with
 one :class:`Lighting` are 3D-consistent (lights are fixed in the head frame).
 
@@ -11,7 +13,7 @@ world-space normals and the part id under each pixel centre-ish sample.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,42 +22,20 @@ from ..appearance import linear_to_srgb, srgb_to_linear
 from ..assets import MATERIALS, HeadAsset
 from ..cameras import Camera
 from ..geometry import RayCaster, vertex_normals
+from .lighting import Light, Lighting, sh_irradiance
+
+__all__ = ["HeadRenderer", "Light", "Lighting", "RenderOutput"]
 
 _SRGB_LUT = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
+
+
+# Per-channel softness of the diffuse falloff on skin (subsurface look): red scatters furthest.
+SKIN_SCATTER = np.array([0.22, 0.11, 0.075], np.float32)
 
 
 def _unit(v: Any) -> np.ndarray:
     v = np.asarray(v, np.float64)
     return v / np.linalg.norm(v)
-
-
-@dataclass
-class Lighting:
-    """Head-frame lighting shared by all views of one head."""
-
-    key_dir: tuple[float, float, float] = (0.4, 0.5, 0.75)  # towards the light
-    key_color: tuple[float, float, float] = (1.6, 1.55, 1.5)
-    fill_dir: tuple[float, float, float] = (-0.6, 0.1, 0.5)
-    fill_color: tuple[float, float, float] = (0.45, 0.48, 0.55)
-    sky: tuple[float, float, float] = (0.45, 0.47, 0.52)
-    ground: tuple[float, float, float] = (0.18, 0.16, 0.15)
-    shadows: bool = True
-
-    @classmethod
-    def sample(cls, rng: np.random.Generator, shadows: bool = True) -> "Lighting":
-        """A random plausible studio/outdoor set-up (key from the front hemisphere, warm or cool)."""
-        yaw, pitch = rng.uniform(-70, 70), rng.uniform(10, 55)
-        y, p = np.radians(yaw), np.radians(pitch)
-        key = (np.sin(y) * np.cos(p), np.sin(p), np.cos(y) * np.cos(p))
-        temp = rng.uniform(-1, 1)
-        kc = np.array([1.0 + 0.08 * temp, 1.0, 1.0 - 0.08 * temp]) * rng.uniform(1.0, 1.6)
-        fill = (-key[0], rng.uniform(-0.1, 0.3), abs(key[2]) + 0.2)
-        amb = rng.uniform(0.25, 0.45)
-        return cls(tuple(key), tuple(kc), tuple(fill), tuple(np.array([0.5, 0.52, 0.58]) * rng.uniform(0.3, 0.8)),
-                   tuple(np.array([1.0, 1.02, 1.1]) * amb), tuple(np.array([0.4, 0.36, 0.33]) * amb), shadows)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -82,6 +62,11 @@ class HeadRenderer:
         self.spec = np.array([MATERIALS[p.material] for p in asset.parts], np.float32)
         self.textures = [p.texture for p in asset.parts]
         self.textures_lin = [None if t is None else _SRGB_LUT[t] for t in self.textures]
+        # spec maps: (H, W, 2) uint8, specular strength and shininess scales (128 = 1x); None = the material's
+        self.spec_maps = [None if getattr(p, "spec_map", None) is None else p.spec_map.astype(np.float32) / 128.0
+                          for p in asset.parts]
+        sss = float(asset.meta.get("look", {}).get("subsurface", 1.0))
+        self.scatter = np.array([SKIN_SCATTER * sss if p.material == "skin" else np.zeros(3) for p in asset.parts], np.float32)
         self.corner_colors = np.concatenate([
             (srgb_to_linear(p.vertex_colors)[p.faces] if p.vertex_colors is not None else np.zeros((len(p.faces), 3, 3)))
             for p in asset.parts]).astype(np.float32)
@@ -89,9 +74,11 @@ class HeadRenderer:
             p.face_uv if p.face_uv is not None else np.zeros((len(p.faces), 3, 2), np.float32) for p in asset.parts])
 
     # -- shading ----------------------------------------------------------------------------
-    def _albedo(self, prim: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    def _albedo(self, prim: np.ndarray, bary: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Linear albedo, specular strength and shininess at each hit."""
         parts = self.face_part[prim]
         out = np.einsum("nk,nkc->nc", bary, self.corner_colors[prim])
+        ks, shin = self.spec[parts].T
         for i, tex in enumerate(self.textures_lin):
             if tex is None:
                 continue
@@ -100,7 +87,12 @@ class HeadRenderer:
                 continue
             uv = np.einsum("nk,nkc->nc", bary[sel], self.corner_uv[prim[sel]])
             out[sel] = _bilinear(tex, uv)
-        return out
+            sm = self.spec_maps[i]
+            if sm is not None:
+                m = _nearest(sm, uv)
+                ks[sel] *= m[:, 0]
+                shin[sel] *= m[:, 1]
+        return out, ks, shin
 
     def _shade(self, prim: np.ndarray, bary: np.ndarray, pos: np.ndarray, view: np.ndarray, light: Lighting,
                shadows: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -108,23 +100,50 @@ class HeadRenderer:
         n /= np.maximum(np.sqrt(np.einsum("ij,ij->i", n, n)), 1e-9)[:, None]
         flip = np.einsum("ij,ij->i", n, view) < 0  # two-sided: face the viewer (view points to the camera)
         n[flip] *= -1
-        albedo = self._albedo(prim, bary)
-        ks, shin = self.spec[self.face_part[prim]].T
-        up = 0.5 + 0.5 * n[:, 1:2]
-        col = albedo * (np.asarray(light.sky) * up + np.asarray(light.ground) * (1 - up))
-        for k, (ldir, lcol) in enumerate([(light.key_dir, light.key_color), (light.fill_dir, light.fill_color)]):
-            ell = _unit(ldir).astype(np.float32)
-            ndl = np.clip(n @ ell, 0, None)
-            vis = np.ones(len(n), np.float32)
+        albedo, ks, shin = self._albedo(prim, bary)
+        scatter = self.scatter[self.face_part[prim]]  # (N, 3), 0 off skin
+        irr = sh_irradiance(n, light.sh_matrix())  # diffuse ambient
+        spec_acc = np.zeros((len(n), 3), np.float32)
+        for k, lt in enumerate(light.lights):
+            if lt.kind == "point":
+                to_l = np.asarray(lt.vector, np.float32)[None] - pos
+                dist2 = np.einsum("ij,ij->i", to_l, to_l)
+                ell = to_l / np.sqrt(dist2)[:, None]
+                ndl = np.einsum("ij,ij->i", n, ell)
+            else:
+                e = _unit(lt.vector).astype(np.float32)
+                ndl = n @ e
+            lit = np.flatnonzero(ndl > 0)  # only lit points get diffuse, specular and a shadow ray
+            if not len(lit):
+                continue
+            nl = ndl[lit]
+            if lt.kind == "point":
+                ell = ell[lit]
+                lcol = np.asarray(lt.color, np.float32)[None] * (float(np.dot(lt.vector, lt.vector)) / dist2[lit])[:, None]
+            else:
+                ell = np.broadcast_to(e, (len(lit), 3))
+                lcol = np.asarray(lt.color, np.float32)[None]
             if k == 0 and shadows:
-                lit = np.flatnonzero(ndl > 0)
-                hit = self.caster.cast(pos[lit] + n[lit] * 1e-4, np.broadcast_to(ell, (len(lit), 3)))
-                vis[lit[hit["primID"] >= 0]] = 0.0
-            h = view + ell
+                # 1 mm off the surface: coarse meshes with smooth normals shadow themselves near the terminator
+                hit = self.caster.cast(pos[lit] + n[lit] * 1e-3 + ell * 1e-3, np.ascontiguousarray(ell))
+                keep = hit["primID"] < 0
+                lit, nl, ell = lit[keep], nl[keep], ell[keep]
+                lcol = lcol[keep] if len(lcol) > 1 else lcol
+            # soft scatter: (n.l)^(1 / (1 + 2 w)) per channel (w = 0 is Lambert): red rises fastest from the
+            # terminator, a reddish soft band; nothing past the terminator, so cast shadows stay consistent
+            diff = np.repeat(nl[:, None], 3, 1)
+            sk = np.flatnonzero(scatter[lit, 0] > 0)
+            if len(sk):
+                diff[sk] = diff[sk] ** (1.0 / (1.0 + 2.0 * scatter[lit[sk]]))
+            v = view[lit]
+            h = v + ell
             h /= np.maximum(np.sqrt(np.einsum("ij,ij->i", h, h)), 1e-9)[:, None]
-            fres = 0.04 + 0.96 * (1 - np.clip(np.einsum("ij,ij->i", view, h), 0, 1)) ** 5
-            spec = ks * (shin + 8) / (8 * np.pi) * np.clip(np.einsum("ij,ij->i", n, h), 0, 1) ** shin * fres * 4
-            col += (albedo * ndl[:, None] + spec[:, None] * (ndl > 0)[:, None]) * (vis[:, None] * np.asarray(lcol))
+            fres = 0.04 + 0.96 * (1 - np.clip(np.einsum("ij,ij->i", v, h), 0, 1)) ** 5
+            sh_ = shin[lit]
+            spec = ks[lit] * (sh_ + 8) / (8 * np.pi) * np.clip(np.einsum("ij,ij->i", n[lit], h), 0, 1) ** sh_ * fres * 4
+            irr[lit] += diff * lcol
+            spec_acc[lit] += spec[:, None] * lcol
+        col = albedo * irr + spec_acc
         return col.astype(np.float32), n
 
     # -- rendering --------------------------------------------------------------------------
@@ -217,6 +236,14 @@ class HeadRenderer:
 def _tonemap(c: np.ndarray) -> np.ndarray:
     """Soft shoulder above 0.8 so highlights roll off instead of clipping."""
     return np.where(c < 0.8, c, 0.8 + 0.2 * np.tanh((c - 0.8) / 0.2))
+
+
+def _nearest(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Nearest-texel lookup with wrap-around; ``uv`` has v up (OBJ)."""
+    H, W = tex.shape[:2]
+    x = ((uv[:, 0] % 1.0) * W).astype(np.int64) % W
+    y = ((1.0 - uv[:, 1] % 1.0) * H).astype(np.int64) % H
+    return tex[y, x]
 
 
 def _bilinear(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
