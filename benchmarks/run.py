@@ -40,6 +40,7 @@ from anyhead.shards import ShardError, check_split_identities, read_tar_samples,
 from recon.checkpoints import CheckpointError
 from recon.config import ProfileConfig, load_config
 from recon.data import input_on_white
+from recon.release import find_weights
 from recon.render import render
 
 from .methods import REGISTRY
@@ -50,6 +51,7 @@ from .metrics.timing import Timer, device_record, gpu_context, time_callable
 from .protocol import ANGLE_BUCKETS, DEFAULT_PROTOCOL, YAW_BUCKETS, yaw_offset_cameras
 
 log = logging.getLogger("benchmarks.run")
+RELEASED_METHOD = "any3davatar"  # the method whose released weights (weights/) stand in for a missing run
 QUALITATIVE_SAMPLES = 3
 
 
@@ -103,6 +105,12 @@ def _build(method_name: str, cfg: ProfileConfig, checkpoint: str | Path | None, 
         raise BenchmarkError(f"unknown method {method_name!r}; registered: {', '.join(REGISTRY)}")
     if spec.learned and checkpoint is None:
         checkpoint = cfg.paths.checkpoint(method_name)
+        if not Path(checkpoint).exists() and method_name == RELEASED_METHOD:
+            try:  # no run of this profile: the released weights (recon.infer's default)
+                checkpoint = find_weights()
+                log.info("%s: no trained checkpoint for profile %s; using the released weights %s", method_name, cfg.name, checkpoint)
+            except SystemExit:
+                pass
     if spec.learned and not Path(checkpoint).exists():
         raise BenchmarkError(f"{checkpoint}: checkpoint missing for {method_name}; train it (dvc repro train@{method_name}) "
                              "or pass --checkpoint")

@@ -8,12 +8,16 @@ A trained model is two files in its run folder:
 * ``train_state.safetensors``: the raw training weights and the optimizer state (tensors
   flattened, structure in the header), only for resuming.
 
+A release (:mod:`recon.release`) is one ``model.safetensors``-format file holding only the inference
+weights (no auxiliary head) in bf16; its record says ``inference_only`` and keeps the training config.
+
 Both are safetensors: reading a checkpoint, even one a stranger sent, never unpickles or executes
 anything. A file that is not such a checkpoint, or whose architecture or config differs from what
 the caller expects, is refused with an error naming the file and the differing keys.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -104,6 +108,13 @@ def save_checkpoint(folder: str | os.PathLike[str], model: torch.nn.Module, step
     return folder / MODEL_FILE
 
 
+def write_weights(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], record: dict[str, Any]) -> Path:
+    """Write ``tensors`` with ``record`` (format added) as one checkpoint file, atomically."""
+    path = Path(path)
+    _write(path, {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, {**record, "format": FORMAT})
+    return path
+
+
 def _write(path: Path, tensors: dict[str, torch.Tensor], record: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"anyhead": json.dumps(record, sort_keys=True)})
@@ -163,6 +174,8 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     if expect is not None:
         check_config(path, cfg, expect)
     sd = load_file(str(path), device="cpu")
+    if record.get("inference_only"):  # a release: the same network without the training-only auxiliary head
+        cfg = dataclasses.replace(cfg, aux_head=False)
     try:
         model = _from_state(cfg, {k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
     except CheckpointError as e:

@@ -34,34 +34,10 @@ from .checkpoints import CheckpointError, load_model
 from .data import input_on_white
 from .export import save_ply, save_splat
 from .gaussians import Gaussians
+from .release import find_weights, weight_dirs  # noqa: F401  (re-exported: where weights are looked for)
 from .render import render
 
 log = logging.getLogger(__name__)
-
-
-RELEASE_PATTERNS = ("any3davatar-*.safetensors",)  # released weights: the newest of these wins
-FALLBACK_NAME = "model.safetensors"  # a training run's weights copied into weights/
-
-
-def weight_dirs() -> list[Path]:
-    """Where released weights are looked for: ./weights, then the repository's weights/."""
-    dirs = [Path.cwd() / "weights", Path(__file__).resolve().parents[1] / "weights"]
-    return list(dict.fromkeys(d.resolve() for d in dirs))
-
-
-def find_weights(dirs: list[Path] | None = None) -> Path:
-    """The newest released weights (see module doc); SystemExit saying what was looked for if none."""
-    dirs = weight_dirs() if dirs is None else dirs
-    for d in dirs:
-        hits = [p for pattern in RELEASE_PATTERNS for p in d.glob(pattern) if p.is_file()]
-        if hits:
-            return max(hits, key=lambda p: (p.stat().st_mtime, p.name))
-        if (d / FALLBACK_NAME).is_file():
-            return d / FALLBACK_NAME
-    looked = ", ".join(f"{d}/{{{','.join((*RELEASE_PATTERNS, FALLBACK_NAME))}}}" for d in dirs)
-    raise SystemExit(f"no Any3DAvatar weights found (looked for {looked}). No weights have been released yet: "
-                     "train a model (python -m recon.train, or `make demo`) and pass --checkpoint PATH, "
-                     "or put a model.safetensors into weights/ as any3davatar-<name>.safetensors")
 
 
 def load_weights(path: str | Path, device: str) -> tuple[torch.nn.Module, dict]:

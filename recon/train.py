@@ -32,7 +32,7 @@ from anyhead.config import ConfigError
 from anyhead.io import write_json
 
 from .cache import batch_source
-from .checkpoints import MODEL_FILE, build_model, load_model, load_train_state, read_record, save_checkpoint
+from .checkpoints import MODEL_FILE, CheckpointError, build_model, load_model, load_train_state, read_record, save_checkpoint
 from .config import ArchConfig, TrainConfig, load_config
 from .losses import ReconLoss
 from .render import render
@@ -217,8 +217,12 @@ def train(cfg: TrainConfig, model_cfg: ArchConfig, shards: str | os.PathLike[str
         model, opt_state, ema_state = build_model(model_cfg, ict_model, anchors, seed), None, None
         if init_from is not None:
             init, rec = load_model(init_from, expect=model_cfg)
-            model.load_state_dict(init.state_dict())
-            log.info("initialised from %s (step %s of its run); fresh optimizer", init_from, rec["step"])
+            missing, unexpected = model.load_state_dict(init.state_dict(), strict=False)
+            if unexpected or any(not k.startswith("aux.") for k in missing):
+                raise CheckpointError(f"{init_from}: weights do not fit: missing {sorted(missing)[:5]}, "
+                                      f"unexpected {sorted(unexpected)[:5]}")
+            log.info("initialised from %s (step %s of its run)%s; fresh optimizer", init_from, rec["step"],
+                     "; a release has no auxiliary head: it starts fresh" if missing else "")
     model.to(device)
     loss_fn = ReconLoss(cfg.loss).to(device)
     opt = make_optimizer(model, cfg, device)

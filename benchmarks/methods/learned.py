@@ -1,5 +1,6 @@
 """Learned feed-forward methods (Any3DAvatar, its ablations, Splatter Image): a checkpoint in, one
-forward pass per sample. The checkpoint must hold exactly the model this method trains."""
+forward pass per sample. A training run's checkpoint must hold exactly the model this method trains
+with the profile's config; a release (recon.release) carries its own config and is used as it is."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +8,7 @@ from typing import Any
 import torch
 
 from anyhead.samples import Sample
-from recon.checkpoints import CheckpointError, load_model
+from recon.checkpoints import CheckpointError, load_model, read_record
 from recon.gaussians import Gaussians
 
 from .base import Method
@@ -19,7 +20,8 @@ class LearnedMethod(Method):
             if self.checkpoint is None:
                 raise FileNotFoundError(f"{self.name}: no checkpoint given")
             # built on CPU, then moved; a checkpoint of another method or config is refused here
-            m, record = load_model(self.checkpoint, "cpu", expect=self.spec.model_config(self.cfg))
+            expect = None if read_record(self.checkpoint).get("release") else self.spec.model_config(self.cfg)
+            m, record = load_model(self.checkpoint, "cpu", expect=expect)
             if record.get("method") not in (None, self.name):
                 raise CheckpointError(f"{self.checkpoint}: holds method {record['method']!r}, not {self.name!r}")
             self._m, self._record = m.to(self.device).eval(), record
@@ -38,4 +40,5 @@ class LearnedMethod(Method):
             md["trained_steps"] = self._record["step"]
             md["checkpoint_model"] = self._record["model_cfg"]
             md["checkpoint_method"] = self._record.get("method")
+            md["release"] = self._record.get("release")
         return md
