@@ -77,7 +77,10 @@ def collect(eval_root: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 def _budget(md: dict[str, Any]) -> str:
     """What each row was given: training steps from the checkpoint's own record, or the fit's iterations."""
     if md.get("learned"):
-        return f"{md.get('trained_steps', '?')} steps"
+        text = f"{md.get('trained_steps', '?')} steps"
+        if md.get("trained_batch"):
+            text += f" x {md['trained_batch']} ({md['trained_steps'] * md['trained_batch'] / 1000:.0f}k samples)"
+        return text + (f", release {md['release']}" if md.get("release") else "")
     if "max_iterations" in md:
         return f"<= {md['max_iterations']} it/head"
     return "none"

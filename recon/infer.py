@@ -40,6 +40,21 @@ from .render import render
 log = logging.getLogger(__name__)
 
 
+BUILTIN_PORTRAIT = "astronaut"
+
+
+def builtin_portrait() -> Path:
+    """scikit-image's astronaut (Eileen Collins, public domain) as a PNG in a temporary folder."""
+    import tempfile
+
+    from PIL import Image
+    from skimage import data
+
+    path = Path(tempfile.mkdtemp(prefix="anyhead_")) / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
 def load_weights(path: str | Path, device: str) -> tuple[torch.nn.Module, dict]:
     """The model in eval mode on ``device`` and its checkpoint record (the one place that loads weights)."""
     try:
@@ -175,7 +190,8 @@ def reconstruct_folder(model: torch.nn.Module, ck: dict, folder: Path, out_dir: 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("portrait", help="a photo, an AnyHead input_000.png, or a folder of photos")
+    ap.add_argument("portrait", help="a photo, an AnyHead input_000.png, a folder of photos, or `astronaut` "
+                                     "(scikit-image's built-in portrait)")
     ap.add_argument("--checkpoint", default=None, help="model checkpoint (default: the newest under weights/)")
     ap.add_argument("--out", required=True, help="output .ply (a folder when PORTRAIT is a folder)")
     ap.add_argument("--splat", nargs="?", const=True, default=None, help="also write antimatter15 .splat")
@@ -188,9 +204,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     src = Path(args.portrait)
+    if args.portrait == BUILTIN_PORTRAIT and not src.exists():
+        src = builtin_portrait()
     if not src.exists():
         raise SystemExit(f"{src}: no such photo or folder")
-    model, ck = load_weights(args.checkpoint or find_weights(), args.device)
+    weights = args.checkpoint or find_weights()
+    model, ck = load_weights(weights, args.device)
+    log.info("weights %s (%s)", weights, f"release {ck['release']}" if ck.get("release") else f"step {ck.get('step')}")
     if src.is_dir():
         reconstruct_folder(model, ck, src, Path(args.out), args.device, args.focal_mm, bool(args.splat), bool(args.mesh),
                            bool(args.turntable))

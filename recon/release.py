@@ -84,7 +84,7 @@ def release(source: str | os.PathLike[str], version: str, out_dir: str | os.Path
     name = f"any3davatar-{version}"
     rec = {k: v for k, v in record.items() if k != "format"}
     rec.update(release=version, inference_only=True, dtype="bfloat16", source_sha256=sha256_file(src),
-               n_parameters=int(sum(v.numel() for v in sd.values() if v.is_floating_point())))
+               n_values=int(sum(v.numel() for v in sd.values() if v.is_floating_point())))
     weights = write_weights(out / f"{name}.safetensors", sd, rec)
     digest = sha256_file(weights)
     with atomic_path(out / f"{name}.sha256") as tmp:
@@ -92,7 +92,10 @@ def release(source: str | os.PathLike[str], version: str, out_dir: str | os.Path
     card = model_card(name, rec, digest, weights.stat().st_size, facts or {})
     with atomic_path(out / f"{name}.md") as tmp:
         Path(tmp).write_text(card)
-    return {"weights": weights, "sha256": out / f"{name}.sha256", "card": out / f"{name}.md"}
+    paths = {"weights": weights, "sha256": out / f"{name}.sha256", "card": out / f"{name}.md"}
+    for p in paths.values():
+        p.chmod(0o644)  # shipped files: readable by everyone (the atomic temp file was private)
+    return paths
 
 
 def _table(d: dict[str, Any]) -> str:
@@ -105,7 +108,8 @@ def model_card(name: str, record: dict[str, Any], digest: str, size: int, facts:
     lines = [f"# {name}", "", facts.get("summary", "Any3DAvatar: one portrait in, a 3D Gaussian head out, in one forward pass."), "",
              "## Files", "", f"| file | `{name}.safetensors` |", "|---|---|",
              _table({"sha256": f"`{digest}`", "size": f"{size / 1e6:.1f} MB (bf16, inference network only: no auxiliary head)",
-                     "parameters": f"{record.get('n_parameters', 0):,}", "format": "safetensors (loading never unpickles)",
+                     "stored values": f"{record.get('n_values', 0):,} (parameters and the scaffold's buffers)",
+                     "format": "safetensors (loading never unpickles)",
                      "conventions": "OpenCV cameras (x right, y down, z forward), world-to-camera 4x4, pixel K; head frame in "
                                     "metres, +y up, +z out of the face, origin at the head centre"}), ""]
     for title, key in (("Training data", "data"), ("Training run", "training"), ("Evaluation", "evaluation")):

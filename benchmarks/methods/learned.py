@@ -41,4 +41,5 @@ class LearnedMethod(Method):
             md["checkpoint_model"] = self._record["model_cfg"]
             md["checkpoint_method"] = self._record.get("method")
             md["release"] = self._record.get("release")
+            md["trained_batch"] = (self._record.get("train_cfg") or {}).get("batch_size")
         return md
