@@ -37,8 +37,8 @@ from anyhead.loader import shard_list
 from anyhead.paths import Paths
 from anyhead.samples import Sample, SampleError, decode_sample
 from anyhead.shards import ShardError, check_split_identities, read_tar_samples, split_hash, verify_shards
-from recon.checkpoints import CheckpointError
-from recon.config import ProfileConfig, load_config
+from recon.checkpoints import CheckpointError, check_config, read_record
+from recon.config import ProfileConfig, load_config, model_config_from_dict
 from recon.data import input_on_white
 from recon.release import find_weights
 from recon.render import render
@@ -106,15 +106,24 @@ def _build(method_name: str, cfg: ProfileConfig, checkpoint: str | Path | None, 
     if spec.learned and checkpoint is None:
         checkpoint = cfg.paths.checkpoint(method_name)
         if not Path(checkpoint).exists() and method_name == RELEASED_METHOD:
-            try:  # no run of this profile: the released weights (recon.infer's default)
-                checkpoint = find_weights()
-                log.info("%s: no trained checkpoint for profile %s; using the released weights %s", method_name, cfg.name, checkpoint)
-            except SystemExit:
-                pass
+            released = _released_for(spec.model_config(cfg))
+            if released is not None:  # no run of this profile, but released weights of the profile's own model
+                log.info("%s: no trained checkpoint for profile %s; using the released weights %s", method_name, cfg.name, released)
+                checkpoint = released
     if spec.learned and not Path(checkpoint).exists():
         raise BenchmarkError(f"{checkpoint}: checkpoint missing for {method_name}; train it (dvc repro train@{method_name}) "
                              "or pass --checkpoint")
     return spec.build(cfg, device=device, checkpoint=checkpoint)
+
+
+def _released_for(model_cfg: Any) -> Path | None:
+    """The newest released weights if they hold exactly ``model_cfg`` (the profile's model), else None."""
+    try:
+        path = find_weights()
+        check_config(path, model_config_from_dict(read_record(path)["model_cfg"]), model_cfg)
+    except (SystemExit, CheckpointError, ValueError, KeyError):
+        return None
+    return path
 
 
 def _warm_up(method: Method, method_name: str, sample: Sample) -> None:

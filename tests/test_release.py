@@ -118,3 +118,14 @@ def test_fresh_clone_photo_to_ply_without_a_checkpoint_argument(tmp_path):
     rec = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else None
     if rec is not None:
         assert rec.get("convention", {}).get("camera", "opencv") == "opencv"
+
+
+@pytest.mark.skipif(not REPO_WEIGHTS, reason="no released weights in weights/")
+def test_benchmark_falls_back_to_the_release_only_for_its_own_config():
+    """`benchmarks.run --method any3davatar` without a trained run uses the release when it holds the profile's
+    model (the gpu profile is the release run's); another profile keeps the 'checkpoint missing' error."""
+    from benchmarks.run import _released_for
+    from tests.conftest import profile_config
+
+    assert _released_for(profile_config("gpu").any3davatar) == REPO_WEIGHTS[-1].resolve()
+    assert _released_for(profile_config("tiny").any3davatar) is None
