@@ -338,6 +338,33 @@ class ScanOptions:
 
 
 @dataclass(frozen=True)
+class HairConfig:
+    """How hair is sampled (:mod:`anyhead.hair`)."""
+
+    style_prob: dict[str, float]  # style -> relative weight (normalised; 0 = never)
+    dye_prob: float = num(ge=0, le=1)  # chance of a dyed colour (else the natural colour of the appearance)
+    dye_colors: tuple[str, ...]  # dyes to draw from
+    grey_prob: float = num(ge=0, le=1)  # chance of greying (a random fraction of grey strands)
+    density: float = num(gt=0, le=4)  # card count scale (render time grows with it)
+
+    def __post_init__(self) -> None:
+        from .hair import DYE_COLORS, STYLES
+
+        for k, w in self.style_prob.items():
+            if k not in STYLES:
+                raise ConfigError(f"style_prob.{k}", f"unknown hair style; styles are {', '.join(STYLES)}")
+            if not (math.isfinite(w) and w >= 0):
+                raise ConfigError(f"style_prob.{k}", f"{w!r} is not a weight >= 0")
+        if sum(self.style_prob.values()) <= 0:
+            raise ConfigError("style_prob", "no style has a weight above 0")
+        for i, c in enumerate(self.dye_colors):
+            if c not in DYE_COLORS:
+                raise ConfigError(f"dye_colors[{i}]", f"{c!r} is not one of {', '.join(DYE_COLORS)}")
+        if self.dye_prob > 0 and not self.dye_colors:
+            raise ConfigError("dye_colors", "empty while dye_prob is above 0")
+
+
+@dataclass(frozen=True)
 class AssetsConfig:
     """``build_assets``: how many heads, and how they are sampled."""
 
@@ -349,6 +376,7 @@ class AssetsConfig:
     max_expressions: int = num(ge=0, le=53)
     max_expression_weight: float = num(ge=0, le=1)
     accessory_prob: AccessoryProbs
+    hair: HairConfig
     scans_dir: str  # "" for none
     scan_options: ScanOptions
     user_accessories: tuple[UserAccessory, ...]

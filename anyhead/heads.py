@@ -35,7 +35,7 @@ class HeadSpec:
         identity = model.sample_identity(rng, n_modes=cfg.identity_modes, scale=cfg.identity_scale)
         expression = model.sample_expression(rng, max_active=cfg.max_expressions, max_weight=cfg.max_expression_weight)
         app = AppearanceParams.sample(rng)
-        hair = HairParams.sample(rng, color=app.hair_color)
+        hair = HairParams.sample(rng, color=app.hair_color, cfg=cfg.hair)
         acc = [k for k in ACCESSORY_KINDS if rng.random() < getattr(cfg.accessory_prob, k)]
         if "hat" in acc and "headphones" in acc:
             acc.remove("headphones")

@@ -22,6 +22,9 @@ from ..cameras import Camera
 from ..geometry import RayCaster, vertex_normals
 
 _SRGB_LUT = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
+MAX_LAYERS = 3  # surfaces one ray may pass through (hair cards, lenses) before it stops
+ALPHA_SKIP = 0.02  # card texels below this alpha are passed through unshaded (alpha test)
+TRANS_STOP = 0.02  # a ray stops once less than this much of what is behind could show
 
 
 def _unit(v: Any) -> np.ndarray:
@@ -81,7 +84,8 @@ class HeadRenderer:
         self.opacity = np.array([p.opacity for p in asset.parts], np.float32)
         self.spec = np.array([MATERIALS[p.material] for p in asset.parts], np.float32)
         self.textures = [p.texture for p in asset.parts]
-        self.textures_lin = [None if t is None else _SRGB_LUT[t] for t in self.textures]
+        self.textures_lin = [None if t is None else _SRGB_LUT[t[..., :3]] for t in self.textures]
+        self._init_cards(asset)
         self.corner_colors = np.concatenate([
             (srgb_to_linear(p.vertex_colors)[p.faces] if p.vertex_colors is not None else np.zeros((len(p.faces), 3, 3)))
             for p in asset.parts]).astype(np.float32)
@@ -127,42 +131,147 @@ class HeadRenderer:
             col += (albedo * ndl[:, None] + spec[:, None] * (ndl > 0)[:, None]) * (vis[:, None] * np.asarray(lcol))
         return col.astype(np.float32), n
 
+    # -- alpha-textured hair cards ------------------------------------------------------------
+    def _init_cards(self, asset: HeadAsset) -> None:
+        """Parts with an RGBA texture are alpha cards (hair): their texel alpha is coverage, and each
+        face carries the strand tangent (the direction of increasing texture v) for hair shading."""
+        self.card_part = np.array([p.texture is not None and p.texture.shape[-1] == 4 for p in asset.parts])
+        self.rgba_lin = [None if not c else np.concatenate([_SRGB_LUT[p.texture[..., :3]], p.texture[..., 3:] / 255.0], -1)
+                         .astype(np.float32) for c, p in zip(self.card_part, asset.parts)]
+        self.face_tangent = np.zeros((len(self.face_part), 3), np.float32)
+        for i in np.flatnonzero(self.card_part):
+            p = asset.parts[i]
+            tri = p.vertices[p.faces].astype(np.float64)
+            uv = p.face_uv.astype(np.float64)
+            e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+            d1, d2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+            det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+            det = np.where(np.abs(det) < 1e-12, 1e-12, det)
+            tv = (e2 * d1[:, :1] - e1 * d2[:, :1]) / det[:, None]  # dP/dv
+            self.face_tangent[self.face_offset[i]:self.face_offset[i + 1]] = tv / np.maximum(
+                np.linalg.norm(tv, axis=1, keepdims=True), 1e-12)
+
+    def _card_rgba(self, prim: np.ndarray, bary: np.ndarray) -> np.ndarray:
+        """Linear RGB and alpha of card hits (all ``prim`` on card parts)."""
+        parts = self.face_part[prim]
+        out = np.zeros((len(prim), 4), np.float32)
+        for i in np.flatnonzero(self.card_part):
+            sel = np.flatnonzero(parts == i)
+            if len(sel):
+                uv = np.einsum("nk,nkc->nc", bary[sel], self.corner_uv[prim[sel]])
+                out[sel] = _bilinear_flat(self.rgba_lin[i], uv)
+        return out
+
+    def _shade_hair(self, prim: np.ndarray, bary: np.ndarray, albedo: np.ndarray, pos: np.ndarray, view: np.ndarray,
+                    light: Lighting, shadows: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Kajiya-Kay hair shading along the card's strand tangent: a diffuse term that follows the
+        angle to the strand (sin T.L, wrapped), a white primary highlight shifted towards the tip and a
+        tinted secondary one shifted towards the root; hard shadows of the key light soften to 35%
+        (light passes between strands)."""
+        n = (bary[:, :1] * self.corner_normals[prim, 0] + bary[:, 1:2] * self.corner_normals[prim, 1]
+             + bary[:, 2:] * self.corner_normals[prim, 2]).astype(np.float32)
+        n *= (np.sign((n * view).sum(1)) / np.maximum(np.sqrt((n * n).sum(1)), 1e-9))[:, None]  # facing the viewer
+        t = self.face_tangent[prim]
+        up = 0.5 + 0.5 * n[:, 1:2]
+        sky, ground = np.asarray(light.sky, np.float32), np.asarray(light.ground, np.float32)
+        col = albedo * (ground + (sky - ground) * up)
+        t1 = t + 0.15 * n  # highlight shifts (cuticle tilt): primary towards the tip, secondary towards the root
+        t2 = t - 0.25 * n
+        t1 /= np.sqrt((t1 * t1).sum(1))[:, None]
+        t2 /= np.sqrt((t2 * t2).sum(1))[:, None]
+        for k, (ldir, lcol) in enumerate([(light.key_dir, light.key_color), (light.fill_dir, light.fill_color)]):
+            ell = _unit(ldir).astype(np.float32)
+            wrap = np.clip((n @ ell + 0.4) / 1.4, 0, 1)
+            tl = t @ ell
+            diff = np.sqrt(np.clip(1 - tl * tl, 0, 1)) * wrap
+            if k == 0 and shadows:
+                lit = np.flatnonzero(wrap > 0)
+                hit = self.caster.cast(pos[lit] + ell * 1e-3, np.broadcast_to(ell, (len(lit), 3)))
+                shade = np.ones(len(n), np.float32)
+                shade[lit[hit["primID"] >= 0]] = 0.35
+                wrap = wrap * shade
+                diff = diff * shade
+            h = view + ell
+            h /= np.sqrt((h * h).sum(1))[:, None]
+            th1, th2 = (t1 * h).sum(1), (t2 * h).sum(1)
+            s1 = np.clip(1 - th1 * th1, 0, 1) ** 40  # sin(T, H) ** 80
+            s2 = np.clip(1 - th2 * th2, 0, 1) ** 10
+            col += ((albedo * (diff + 0.25 * s2 * wrap)[:, None]) + (0.12 * s1 * wrap)[:, None]) * np.asarray(lcol, np.float32)
+        return col.astype(np.float32), n
+
     # -- rendering --------------------------------------------------------------------------
     def _trace(self, o: np.ndarray, d: np.ndarray, light: Lighting, bg_lin: np.ndarray, cam_z: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Shade rays: linear colour (0 on misses), hit mask, camera-z depth, normal, part id."""
-        hit = self.caster.cast(o, d)
-        prim = hit["primID"]
-        valid = np.flatnonzero(prim >= 0)
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Shade rays front to back: linear colour (premultiplied, 0 on misses), coverage in [0, 1],
+        camera-z depth, normal, part id, and the first part hit (the edge key).
+
+        A ray continues past surfaces that let light through, up to ``MAX_LAYERS`` hits: alpha cards
+        (hair: texel alpha is strand coverage; texels below ``ALPHA_SKIP`` are passed without shading)
+        and the transparent lens layer. Colour and coverage accumulate front to back; depth, normal and
+        part are those of the first opaque-enough hit: an opaque part, or the card where the coverage
+        reaches 0.5 (else the first card hit)."""
         n = len(d)
         color = np.zeros((n, 3), np.float32)
         normal = np.zeros((n, 3), np.float32)
         depth = np.zeros(n, np.float32)
         part = np.full(n, -1, np.int16)
-        if len(valid):
-            p = prim[valid]
-            t = hit["tfar"][valid]
-            dv = d[valid]
-            bary = np.stack([1 - hit["u"][valid] - hit["v"][valid], hit["u"][valid], hit["v"][valid]], 1)
-            pos = o[valid] + dv * t[:, None]
-            c, nrm = self._shade(p, bary, pos, -dv, light, light.shadows)
-            alpha = self.opacity[self.face_part[p]]
-            see = np.flatnonzero(alpha < 1.0)  # one transparency layer (lenses)
-            if len(see):
-                h2 = self.caster.cast(pos[see] + dv[see] * 1e-4, dv[see])
-                behind = np.repeat(bg_lin[None], len(see), 0).astype(np.float32)
-                ok = np.flatnonzero(h2["primID"] >= 0)
-                if len(ok):
-                    b2 = np.stack([1 - h2["u"][ok] - h2["v"][ok], h2["u"][ok], h2["v"][ok]], 1)
-                    pos2 = pos[see][ok] + dv[see][ok] * h2["tfar"][ok][:, None]
-                    behind[ok], _ = self._shade(h2["primID"][ok], b2, pos2, -dv[see][ok], light, False)
-                a = alpha[see][:, None]
-                c[see] = a * c[see] + (1 - a) * behind
-            color[valid] = c
-            normal[valid] = nrm
-            depth[valid] = t * (dv @ cam_z)
-            part[valid] = self.face_part[p]
-        return color, prim >= 0, depth, normal, part
+        trans = np.ones(n, np.float32)
+        done = np.zeros(n, bool)  # depth etc. recorded
+        idx = np.arange(n)
+        org = o
+        behind_lens = np.zeros(n, bool)
+        key = np.full(n, -1, np.int16)  # the first part hit: where adaptive supersampling looks for edges
+        for layer in range(MAX_LAYERS):
+            hit = self.caster.cast(org, d[idx])
+            ok = np.flatnonzero(hit["primID"] >= 0)
+            if not len(ok):
+                break
+            idx, org = idx[ok], org[ok]
+            p = hit["primID"][ok]
+            t = hit["tfar"][ok]
+            dv = d[idx]
+            bary = np.stack([1 - hit["u"][ok] - hit["v"][ok], hit["u"][ok], hit["v"][ok]], 1)
+            pos = org + dv * t[:, None]
+            parts = self.face_part[p]
+            alpha = self.opacity[parts].copy()
+            card = self.card_part[parts]
+            c = np.zeros((len(p), 3), np.float32)
+            nrm = np.zeros((len(p), 3), np.float32)
+            if card.any():
+                ci = np.flatnonzero(card)
+                rgba = self._card_rgba(p[ci], bary[ci])
+                a = alpha[ci] * rgba[:, 3]
+                if layer == MAX_LAYERS - 1:
+                    a = np.where(a >= ALPHA_SKIP, 1.0, a)  # the last layer closes the pixel
+                alpha[ci] = np.where(a < ALPHA_SKIP, 0.0, a)
+                sh = ci[alpha[ci] > 0]
+                if len(sh):
+                    c[sh], nrm[sh] = self._shade_hair(p[sh], bary[sh], rgba[alpha[ci] > 0, :3], pos[sh], -dv[sh], light,
+                                                      light.shadows and layer == 0)
+            # opaque parts: shadow rays only for the first surface (what is seen through a lens or between strands
+            # is shaded without, as the one lens layer always was)
+            for oi, shadows in ((np.flatnonzero(~card & ~behind_lens[idx]), light.shadows and layer == 0),
+                                (np.flatnonzero(~card & behind_lens[idx]), False)):
+                if len(oi):
+                    c[oi], nrm[oi] = self._shade(p[oi], bary[oi], pos[oi], -dv[oi], light, shadows)
+            behind_lens[idx[~card & (alpha < 1)]] = True
+            w = trans[idx] * alpha
+            color[idx] += w[:, None] * c
+            trans[idx] *= 1 - alpha
+            rec = ~done[idx] & ((~card) | (trans[idx] <= 0.5) | ((alpha > 0) & (depth[idx] == 0)))
+            ri = idx[rec]
+            depth[ri] = t[rec] * (dv[rec] @ cam_z)
+            normal[ri] = nrm[rec]
+            part[ri] = parts[rec]
+            done[ri] = (~card[rec]) | (trans[ri] <= 0.5)
+            if layer == 0:
+                key[idx] = parts  # the first surface hit, transparent texels included: holes in hair are no edges
+            go = np.flatnonzero(trans[idx] > TRANS_STOP)
+            if not len(go):
+                break
+            idx = idx[go]
+            org = np.ascontiguousarray(pos[go] + dv[go] * 1e-4, np.float32)
+        return color, 1.0 - trans, depth, normal, part, key
 
     def render(self, cam: Camera, light: Lighting | None = None, supersample: int = 2,
                background: tuple[float, float, float] = (1.0, 1.0, 1.0), adaptive: bool = True) -> RenderOutput:
@@ -182,17 +291,17 @@ class HeadRenderer:
             return self._trace(np.ascontiguousarray(o, np.float32), np.ascontiguousarray(d, np.float32), light, bg, cam_z)
 
         if not adaptive or s == 1:
-            color, hit, depth, normal, part = trace(pixel_grid(W, H, s))
+            color, hit, depth, normal, part, _ = trace(pixel_grid(W, H, s))
             cov = hit.astype(np.float32).reshape(H, s, W, s).mean((1, 3))
             lin = color.reshape(H, s, W, s, 3).mean((1, 3))
-            hits = np.maximum(hit.reshape(H, s, W, s).sum((1, 3)), 1)
+            hits = np.maximum((depth > 0).reshape(H, s, W, s).sum((1, 3)), 1)
             dep = depth.reshape(H, s, W, s).sum((1, 3)) / hits
             nor = normal.reshape(H, s, W, s, 3).sum((1, 3))
             nor /= np.maximum(np.linalg.norm(nor, axis=-1, keepdims=True), 1e-9)
             prt = part.reshape(H, s, W, s)[:, s // 2, :, s // 2]
         else:
-            color, hit, depth, normal, part = trace(pixel_grid(W, H, 1))
-            key = part.reshape(H, W)
+            color, hit, depth, normal, part, first = trace(pixel_grid(W, H, 1))
+            key = first.reshape(H, W)  # hair over skin is not an edge: card alpha is already coverage
             edge = np.zeros((H, W), bool)
             dx, dy = key[:, 1:] != key[:, :-1], key[1:] != key[:-1]
             edge[:, 1:] |= dx
@@ -205,10 +314,10 @@ class HeadRenderer:
             if len(rows):
                 off = (np.stack(np.meshgrid(np.arange(s), np.arange(s)), -1).reshape(-1, 2) + 0.5) / s
                 uv = (np.stack([cols, rows], 1)[:, None, :] + off[None]).reshape(-1, 2)
-                c2, h2, _, _, _ = trace(uv)
+                c2, h2, _, _, _, _ = trace(uv)
                 lin[rows, cols] = c2.reshape(-1, s * s, 3).mean(1)
                 cov[rows, cols] = h2.reshape(-1, s * s).mean(1)
-            dep, nor, prt = depth.reshape(H, W), normal.reshape(H, W, 3), key
+            dep, nor, prt = depth.reshape(H, W), normal.reshape(H, W, 3), part.reshape(H, W)
         rgb = linear_to_srgb(_tonemap(lin) + bg * (1 - cov[..., None]))
         return RenderOutput((rgb * 255 + 0.5).astype(np.uint8), cov.astype(np.float32), dep.astype(np.float32),
                             nor.astype(np.float32), prt.astype(np.int16))
@@ -231,3 +340,20 @@ def _bilinear(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
     x1, y1 = (x0 + 1) % W, (y0 + 1) % H
     return ((1 - fx) * (1 - fy) * tex[y0, x0] + fx * (1 - fy) * tex[y0, x1] + (1 - fx) * fy * tex[y1, x0]
             + fx * fy * tex[y1, x1])
+
+
+def _bilinear_flat(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """:func:`_bilinear` in float32 with flat gathers (the hot path of alpha cards)."""
+    H, W, C = tex.shape
+    flat = tex.reshape(-1, C)
+    uv = uv.astype(np.float32)
+    x = (uv[:, 0] % 1.0) * W - 0.5
+    y = (1.0 - uv[:, 1] % 1.0) * H - 0.5
+    xf, yf = np.floor(x), np.floor(y)
+    fx, fy = (x - xf)[:, None], (y - yf)[:, None]
+    x0, y0 = xf.astype(np.int32) % W, yf.astype(np.int32) % H
+    x1, y1 = (x0 + 1) % W, (y0 + 1) % H
+    r0, r1 = y0 * W, y1 * W
+    top = flat[r0 + x0] * (1 - fx) + flat[r0 + x1] * fx
+    bot = flat[r1 + x0] * (1 - fx) + flat[r1 + x1] * fx
+    return top * (1 - fy) + bot * fy
