@@ -1,9 +1,11 @@
 """Contact sheet of sampled heads (front and back views), for docs and dataset QA.
 
     python -m anyhead.contact_sheet --n 16 --out docs/images/heads_contact_sheet.png
+    python -m anyhead.contact_sheet --hair-styles --res 160 --out docs/images/hair_styles.png
 
 samples ``--n`` heads straight from the ICT model (``--model``, written by the fetch_assets
 stage) with seeds ``--seed .. --seed+n-1``, or shows the heads of an assets folder (``--assets``).
+``--hair-styles`` shows one head per hair style (front, side, back).
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ def main() -> None:
     ap.add_argument("--renders", default=None, help="a renders folder (data/<profile>/renders): input + targets per head")
     ap.add_argument("--res", type=int, default=192)
     ap.add_argument("--out", default="docs/images/heads_contact_sheet.png")
+    ap.add_argument("--hair-styles", action="store_true", help="one head per hair style: front, side and back")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
     tiles, labels = [], []
@@ -84,14 +87,32 @@ def main() -> None:
         raw = read_params(args.params, args.profile)
         cfg = raw.section(AssetsConfig, "assets")
         model = ICTModel.load(Paths(Path(args.params).parent, raw.profile).ict_model)
-        assets = (build_head(model, HeadSpec.sample(model, args.seed + i, cfg), cfg.texture_size, cfg.user_accessories)
-                  for i in range(args.n))
+        if args.hair_styles:
+            from .hair import STYLES, HairParams
+
+            def styled(i: int, style: str):
+                spec = HeadSpec.sample(model, args.seed + i, cfg)
+                spec.accessories = []
+                spec.hair = HairParams.sample(np.random.default_rng(args.seed + i), spec.appearance.hair_color, style, cfg.hair)
+                return build_head(model, spec, cfg.texture_size)
+
+            args.n = len(STYLES)
+            assets = (styled(i, s) for i, s in enumerate(STYLES))
+        else:
+            assets = (build_head(model, HeadSpec.sample(model, args.seed + i, cfg), cfg.texture_size, cfg.user_accessories)
+                      for i in range(args.n))
+    yaws = (0.0, 90.0, 180.0) if args.hair_styles else (0.0, 180.0)
     for i, a in enumerate(tqdm(assets, total=args.n, desc="contact sheet")):
-        tiles.append(head_views(a, args.res, seed=i))
+        tiles.append(head_views(a, args.res, yaws=yaws, seed=i))
         spec = a.meta.get("spec", {})
         acc = ",".join(spec.get("accessories", [])) or "-"
-        labels.append(f"MST {spec.get('appearance', {}).get('skin_tone', 0):.1f} {spec.get('hair', {}).get('style', '?')} {acc}")
-    save_png(args.out, sheet(tiles, labels))
+        hair = spec.get("hair", {})
+        if args.hair_styles:
+            colour = hair.get("dye") or hair.get("color", "?")
+            labels.append(f"{hair.get('style', '?')}: {colour}" + (f", {hair['grey']:.0%} grey" if hair.get("grey") else ""))
+            continue
+        labels.append(f"MST {spec.get('appearance', {}).get('skin_tone', 0):.1f} {hair.get('style', '?')} {acc}")
+    save_png(args.out, sheet(tiles, labels, cols=3 if args.hair_styles else 4))
     print(f"wrote {args.out}")
 
 

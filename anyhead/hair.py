@@ -232,13 +232,16 @@ class Collider:
         d = p - CENTRE
         r = np.linalg.norm(d, axis=-1)
         u = d / np.maximum(r, 1e-9)[..., None]
+        # keep out of the face first: in front of the ears and below the brows, hair stays beside the face
+        face = (p[..., 2] > -0.005) & (p[..., 1] < 0.045) & (np.abs(p[..., 0]) < 0.082)
+        if face.any():
+            p = p.copy()
+            p[..., 0] = np.where(face, np.where(p[..., 0] >= 0, 1.0, -1.0) * 0.082, p[..., 0])
+            d = p - CENTRE
+            r = np.linalg.norm(d, axis=-1)
+            u = d / np.maximum(r, 1e-9)[..., None]
         rr = np.maximum(r, self.radius(u) + lift)
-        out = CENTRE + u * rr[..., None]
-        # keep out of the face: in front of the ears and below the brows, hair stays beside the face
-        face = (out[..., 2] > -0.005) & (out[..., 1] < 0.045) & (np.abs(out[..., 0]) < 0.082)
-        sx = np.where(out[..., 0] >= 0, 1.0, -1.0)
-        out[..., 0] = np.where(face, sx * 0.082, out[..., 0])
-        return out
+        return CENTRE + u * rr[..., None]
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -346,12 +349,14 @@ def _grow(coll: Collider, roots: np.ndarray, normals: np.ndarray, params: HairPa
     K = S * n_sub
     step = lengths / K
     pts = np.empty((N, K + 1, 3))
-    p = roots + normals * lift[:, None]
+    lift0 = np.minimum(lift, 0.0015 + params.thickness)  # roots sit on the scalp; the layer lifts over 3 cm
+    p = roots + normals * lift0[:, None]
     pts[:, 0] = p
     g = st.gravity * (1 - 0.8 * flyaway)
     for k in range(1, K + 1):
         d = _unit(d + g[:, None] * down * (step[:, None] / 0.01) * 0.5)
-        q = coll.push_out(p + d * step[:, None], lift)
+        lk = lift0 + (lift - lift0) * np.minimum(k * step / 0.03, 1.0)
+        q = coll.push_out(p + d * step[:, None], lk)
         d = _unit(q - p)
         p = q
         pts[:, k] = p
@@ -481,7 +486,7 @@ def build_hair(head_vertices: np.ndarray, head_faces: np.ndarray, params: HairPa
     roots, normals = roots[:n], normals[:n]
     n = len(roots)
     height = np.clip((_unit(roots - CENTRE)[:, 1] + 0.3) / 1.3, 0, 1)  # 0 at the nape .. 1 at the crown
-    base_lift = 1.7 * params.thickness + 0.0008
+    base_lift = min(1.7 * params.thickness + 0.0008, 0.006)  # an afro's cards grow through its thick cover
     lift = base_lift + st.volume * height + rng.uniform(0, 0.0015, n)
     flyaway = (rng.random(n) < 0.03).astype(np.float64)
     lengths = params.length * rng.uniform(0.8, 1.0, n) * (1 + 0.3 * flyaway)
@@ -515,7 +520,8 @@ def build_hair(head_vertices: np.ndarray, head_faces: np.ndarray, params: HairPa
         binorm = _unit(np.cross(tang, side))
         ph = 2 * np.pi * arc / (st.curl[1] * rng.uniform(0.8, 1.2, n)[:, None]) + rng.uniform(0, 2 * np.pi, n)[:, None]
         curves = curves + (side * np.cos(ph)[..., None] + binorm * np.sin(ph)[..., None]) * st.curl[0] * ramp
-    curves[:, 1:] = coll.push_out(curves[:, 1:], lift[:, None] * 0.7)
+    arc_lift = np.minimum(lift[:, None], 0.0015 + params.thickness + arc[:, 1:] * 0.3)
+    curves[:, 1:] = coll.push_out(curves[:, 1:], arc_lift * 0.7)
     tang, side = _frames(curves, rng, st.comb == "radial")
     if st.comb == "gather":  # past the tie the cards of a tail or bun have no head to lie on: twist them
         twist = rng.normal(size=(n, 1, 3))
@@ -524,7 +530,7 @@ def build_hair(head_vertices: np.ndarray, head_faces: np.ndarray, params: HairPa
     width = st.width * rng.uniform(0.7, 1.3, n) * (1 - 0.6 * flyaway)
     variant = rng.integers(0, CARD_VARIANTS, n)
     v, f, uv = _ribbons(curves, side, width, variant)
-    v = coll.push_out(v.astype(np.float64), base_lift * 0.5).astype(np.float32)
+    v = coll.push_out(v.astype(np.float64), 0.0012).astype(np.float32)
     parts.append(Part("hair_cards", v, f, "hair", face_uv=uv, texture=card_texture(params)))
 
     if params.style == "bun":

@@ -219,6 +219,7 @@ class HeadRenderer:
         done = np.zeros(n, bool)  # depth etc. recorded
         idx = np.arange(n)
         org = o
+        dist = np.zeros(n, np.float32)  # ray length up to the current origin
         behind_lens = np.zeros(n, bool)
         key = np.full(n, -1, np.int16)  # the first part hit: where adaptive supersampling looks for edges
         for layer in range(MAX_LAYERS):
@@ -232,6 +233,7 @@ class HeadRenderer:
             dv = d[idx]
             bary = np.stack([1 - hit["u"][ok] - hit["v"][ok], hit["u"][ok], hit["v"][ok]], 1)
             pos = org + dv * t[:, None]
+            t = t + dist[idx]  # from the camera, over the layers passed
             parts = self.face_part[p]
             alpha = self.opacity[parts].copy()
             card = self.card_part[parts]
@@ -270,6 +272,7 @@ class HeadRenderer:
             if not len(go):
                 break
             idx = idx[go]
+            dist[idx] = t[go] + 1e-4
             org = np.ascontiguousarray(pos[go] + dv[go] * 1e-4, np.float32)
         return color, 1.0 - trans, depth, normal, part, key
 
