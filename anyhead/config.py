@@ -337,6 +337,11 @@ class ScanOptions:
             raise ConfigError("forward", f"{self.forward!r} is not perpendicular to up {self.up!r}")
 
 
+HAIR_STYLES = ("bald", "buzz", "short", "side_part", "bob", "long_straight", "long_wavy", "curly", "afro", "ponytail", "bun",
+               "receding")  # anyhead.hair.STYLES
+HAIR_DYES = ("platinum", "pink", "blue", "purple", "green", "teal", "copper", "burgundy")  # anyhead.hair.DYE_COLORS
+
+
 @dataclass(frozen=True)
 class HairConfig:
     """How hair is sampled (:mod:`anyhead.hair`)."""
@@ -348,18 +353,16 @@ class HairConfig:
     density: float = num(gt=0, le=4)  # card count scale (render time grows with it)
 
     def __post_init__(self) -> None:
-        from .hair import DYE_COLORS, STYLES
-
         for k, w in self.style_prob.items():
-            if k not in STYLES:
-                raise ConfigError(f"style_prob.{k}", f"unknown hair style; styles are {', '.join(STYLES)}")
+            if k not in HAIR_STYLES:
+                raise ConfigError(f"style_prob.{k}", f"unknown hair style; styles are {', '.join(HAIR_STYLES)}")
             if not (math.isfinite(w) and w >= 0):
                 raise ConfigError(f"style_prob.{k}", f"{w!r} is not a weight >= 0")
         if sum(self.style_prob.values()) <= 0:
             raise ConfigError("style_prob", "no style has a weight above 0")
         for i, c in enumerate(self.dye_colors):
-            if c not in DYE_COLORS:
-                raise ConfigError(f"dye_colors[{i}]", f"{c!r} is not one of {', '.join(DYE_COLORS)}")
+            if c not in HAIR_DYES:
+                raise ConfigError(f"dye_colors[{i}]", f"{c!r} is not one of {', '.join(HAIR_DYES)}")
         if self.dye_prob > 0 and not self.dye_colors:
             raise ConfigError("dye_colors", "empty while dye_prob is above 0")
 

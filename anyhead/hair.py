@@ -33,19 +33,20 @@ from scipy.spatial import cKDTree
 
 from .appearance import HAIR_COLORS
 from .assets import Part
+from .config import HAIR_DYES, HAIR_STYLES
 from .geometry import RayCaster, drop_degenerate, grid_faces, sphere, spherical_dirs
 
 if TYPE_CHECKING:
     from .config import HairConfig
 
-STYLES = ("bald", "buzz", "short", "side_part", "bob", "long_straight", "long_wavy", "curly", "afro", "ponytail", "bun",
-          "receding")
+STYLES = HAIR_STYLES  # bald, buzz, short, side_part, bob, long_straight, long_wavy, curly, afro, ponytail, bun, receding
 STYLE_PROBS = {"bald": 0.05, "buzz": 0.08, "short": 0.16, "side_part": 0.10, "bob": 0.10, "long_straight": 0.10,
                "long_wavy": 0.08, "curly": 0.08, "afro": 0.05, "ponytail": 0.07, "bun": 0.06, "receding": 0.07}
 DYE_COLORS: dict[str, tuple[float, float, float]] = {  # sRGB
     "platinum": (0.90, 0.87, 0.80), "pink": (0.88, 0.42, 0.62), "blue": (0.20, 0.35, 0.78), "purple": (0.45, 0.22, 0.62),
     "green": (0.20, 0.55, 0.38), "teal": (0.10, 0.55, 0.60), "copper": (0.72, 0.32, 0.10), "burgundy": (0.40, 0.06, 0.12),
 }
+assert tuple(DYE_COLORS) == HAIR_DYES
 # Hairline elevation (degrees, seen from CENTRE) at |azimuth| knots: forehead, temple, above the ear, nape.
 _HAIRLINE_AZ = np.array([0.0, 40.0, 72.0, 95.0, 130.0, 180.0])
 _HAIRLINE_EL = np.array([36.0, 30.0, 12.0, 14.0, -12.0, -30.0])
