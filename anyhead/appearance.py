@@ -149,6 +149,13 @@ def _uv_texel_positions(model: ICTModel, height: int) -> tuple[np.ndarray, np.nd
 
 def skin_texture(model: ICTModel, params: AppearanceParams, height: int = 512) -> np.ndarray:
     """Bake the skin atlas (height x 2*height sRGB uint8) for the Face and BackHead tiles."""
+    return skin_maps(model, params, height)[0]
+
+
+def skin_maps(model: ICTModel, params: AppearanceParams, height: int = 512, look: Any = None
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The skin atlas and, with a :class:`~anyhead.look.LookParams`, its detail (pores, freckles, moles, lash
+    line) and spec map ((height, 2*height, 2) uint8, see :class:`~anyhead.assets.Part`)."""
     rng = np.random.default_rng(params.seed)
     rows, cols, p = _uv_texel_positions(model, height)
     lm = model.neutral[model.landmarks].astype(np.float64)
@@ -205,6 +212,16 @@ def skin_texture(model: ICTModel, params: AppearanceParams, height: int = 512) -
         a = np.clip(region * density * speck, 0, 1)[:, None]
         col = col * (1 - a) + hair_lin[None] * a
 
+    spec = None
+    if look is not None:
+        from .look import skin_detail
+
+        # the lash line: a thin darker line along the upper lid margins
+        lash = fm.lookup(fm.draw(lines=[(lm[36:40] + [0, 0.0004, 0], 0.0008), (lm[42:46] + [0, 0.0004, 0], 0.0008)],
+                                 blur=0.0004), p) * front
+        col = col * (1 - 0.45 * np.clip(lash, 0, 1))[:, None]
+        col, spec = skin_detail(col, p, lm, front, lips, base, look)
+
     tex = np.zeros((height, 2 * height, 3))
     tex[rows, cols] = linear_to_srgb(col)
     # Dilate into empty texels so bilinear lookups at seams never see black.
@@ -212,7 +229,12 @@ def skin_texture(model: ICTModel, params: AppearanceParams, height: int = 512) -
     filled[rows, cols] = True
     idx = ndimage.distance_transform_edt(~filled, return_distances=False, return_indices=True)
     tex = tex[idx[0], idx[1]]
-    return (np.clip(tex, 0, 1) * 255 + 0.5).astype(np.uint8)
+    spec_map = None
+    if spec is not None:
+        sm = np.full((height, 2 * height, 2), 1.0)
+        sm[rows, cols] = spec
+        spec_map = (np.clip(sm[idx[0], idx[1]] * 128, 0, 255) + 0.5).astype(np.uint8)
+    return (np.clip(tex, 0, 1) * 255 + 0.5).astype(np.uint8), spec_map
 
 
 def eye_mouth_colors(model: ICTModel, vertices: np.ndarray, params: AppearanceParams) -> np.ndarray:

@@ -43,6 +43,7 @@ class Part:
     face_uv: np.ndarray | None = None  # (F, 3, 2) float32, v up (OBJ convention)
     texture: np.ndarray | None = None  # (H, W, 3) uint8
     opacity: float = 1.0
+    spec_map: np.ndarray | None = None  # (H, W, 2) uint8 over the texture's UVs: specular strength, shininess (128 = 1x)
 
     def __post_init__(self) -> None:
         self.vertices = np.asarray(self.vertices, np.float32)
@@ -53,6 +54,8 @@ class Part:
             raise ValueError(f"part {self.name!r}: needs vertex colours or a texture")
         if self.texture is not None and (self.face_uv is None or len(self.face_uv) != len(self.faces)):
             raise ValueError(f"part {self.name!r}: a texture needs one UV triple per face")
+        if self.spec_map is not None and (self.face_uv is None or self.spec_map.ndim != 3 or self.spec_map.shape[2] != 2):
+            raise ValueError(f"part {self.name!r}: a spec map is (H, W, 2) and needs UVs")
 
     def to_trimesh(self) -> Any:
         import trimesh
@@ -110,7 +113,7 @@ class HeadAsset:
             key = f"p{i}"
             arrays[f"{key}_vertices"] = p.vertices
             arrays[f"{key}_faces"] = p.faces
-            for attr in ("vertex_colors", "face_uv", "texture"):
+            for attr in ("vertex_colors", "face_uv", "texture", "spec_map"):
                 val = getattr(p, attr)
                 if val is not None:
                     arrays[f"{key}_{attr}"] = val
@@ -137,7 +140,7 @@ class HeadAsset:
             k = pm["key"]
             get = lambda a, k=k: z[f"{k}_{a}"] if f"{k}_{a}" in z else None  # noqa: E731
             parts.append(Part(pm["name"], z[f"{k}_vertices"], z[f"{k}_faces"], pm["material"], get("vertex_colors"),
-                              get("face_uv"), get("texture"), pm["opacity"]))
+                              get("face_uv"), get("texture"), pm["opacity"], get("spec_map")))
         meta.pop("parts")
         return cls(parts, meta)
 

@@ -26,13 +26,19 @@ def _ict(path: str) -> ICTModel:
 def asset_tasks(cfg: AssetsConfig, out: Path, ict_model: Path) -> list[Task]:
     """One task per sampled ICT identity and per user scan. The plan hash covers the settings that
     shape a head, not how many heads there are or how they are scheduled."""
-    shape = {k: v for k, v in to_dict(cfg).items() if k not in ("n_identities", "workers", "scheduler", "scans_dir")}
+    shape = {k: v for k, v in to_dict(cfg).items()
+             if k not in ("n_identities", "train_only_identities", "train_only_seed", "workers", "scheduler", "scans_dir")}
     tasks = []
     for i in range(cfg.n_identities):
         seed = cfg.seed * 1_000_003 + i
         tid = f"head_{i:05d}"
         tasks.append(Task(tid, out / tid, plan_hash("ict", seed, shape),
                           {"kind": "ict", "seed": seed, "model": str(ict_model), "cfg": cfg}))
+    for i in range(cfg.train_only_identities):
+        seed = cfg.train_only_seed * 1_000_003 + i
+        tid = f"train_s{cfg.train_only_seed}_{i:05d}"
+        tasks.append(Task(tid, out / tid, plan_hash("ict", seed, shape, "train"),
+                          {"kind": "ict", "seed": seed, "model": str(ict_model), "cfg": cfg, "fixed_split": "train"}))
     if cfg.scans_dir:
         for p in list_scans(cfg.scans_dir):
             tid = source_key("scan_", p.relative_to(cfg.scans_dir).as_posix())  # dots, duplicates, long names
@@ -52,6 +58,8 @@ def build_asset(task: Task) -> dict[str, Any]:
         asset = load_scan(task.payload["path"], cfg.scan_options)
     asset.meta["plan_hash"] = task.hash
     asset.meta["asset_id"] = task.id
+    if task.payload.get("fixed_split"):
+        asset.meta["fixed_split"] = task.payload["fixed_split"]
     tmp = temp_folder(task.out)
     asset.save(tmp)  # meta.json last
     commit_folder(tmp, task.out)

@@ -367,12 +367,52 @@ class HairConfig:
             raise ConfigError("dye_colors", "empty while dye_prob is above 0")
 
 
+GARMENTS = ("crew", "vneck", "collar", "hoodie", "turtleneck", "straps")
+
+
+@dataclass(frozen=True)
+class GarmentWeights:
+    """Relative frequency of each garment type (0 = never); at least one must be above 0."""
+
+    crew: float = num(1.0, ge=0)
+    vneck: float = num(1.0, ge=0)
+    collar: float = num(1.0, ge=0)
+    hoodie: float = num(1.0, ge=0)
+    turtleneck: float = num(1.0, ge=0)
+    straps: float = num(1.0, ge=0)
+
+    def __post_init__(self) -> None:
+        if sum(getattr(self, g) for g in GARMENTS) <= 0:
+            raise ConfigError("", "all garment weights are 0")
+
+
+@dataclass(frozen=True)
+class LookConfig:
+    """``assets.look``: skin detail and the shoulders/garment under the neck (:mod:`anyhead.look`)."""
+
+    shoulders: bool = True  # a torso joined to the neck, dressed in a garment; false: the bare ICT neck
+    garments: GarmentWeights = field(default_factory=GarmentWeights)
+    pattern_prob: float = num(0.4, ge=0, le=1)  # stripes / checks / dots instead of a plain colour
+    pores: float = num(1.0, ge=0, le=3)  # strength of pore noise in albedo and specular
+    freckle_prob: float = num(0.3, ge=0, le=1)  # heads with freckles
+    moles: tuple[int, int] = num((0, 5), ge=0, le=50)  # moles per head, uniform in the range
+    subsurface: float = num(1.0, ge=0, le=2)  # strength of the soft-scatter look (wrap lighting) on skin
+
+    def __post_init__(self) -> None:
+        if self.moles[0] > self.moles[1]:
+            raise ConfigError("moles", f"{list(self.moles)} is not a range (first <= second)")
+
+
 @dataclass(frozen=True)
 class AssetsConfig:
     """``build_assets``: how many heads, and how they are sampled."""
 
     n_identities: int = num(ge=0)
     seed: int = num(ge=0)
+    # fresh identities for training only (a release run's new seed): they never enter val/test, and adding them
+    # leaves the split of the n_identities heads, so the test split's hash, unchanged
+    train_only_identities: int = num(ge=0)
+    train_only_seed: int = num(ge=0)
     texture_size: int = num(ge=32, le=8192)
     identity_modes: int = num(ge=0, le=100)
     identity_scale: float = num(ge=0, le=3)
@@ -385,10 +425,43 @@ class AssetsConfig:
     user_accessories: tuple[UserAccessory, ...]
     workers: int = num(ge=1)
     scheduler: str | None  # a Dask scheduler address (tcp://host:8786), or null for a LocalCluster
+    look: LookConfig
 
     def __post_init__(self) -> None:
         if self.n_identities == 0 and not self.scans_dir:
             raise ConfigError("n_identities", "0 with no scans_dir: the stage would build no heads")
+        if self.train_only_identities and self.train_only_seed == self.seed:
+            raise ConfigError("train_only_seed", f"equals seed ({self.seed}): the train-only heads would repeat the seed's heads")
+
+
+ENV_PRESETS = ("studio", "outdoor", "indoor", "neutral")
+
+
+@dataclass(frozen=True)
+class LightingConfig:
+    """``render.lighting``: how each head's lighting is drawn (:mod:`anyhead.render.lighting`); one per sample."""
+
+    presets: tuple[Literal["studio", "outdoor", "indoor", "neutral"], ...] = ("studio", "outdoor", "indoor")
+    env_intensity: tuple[float, float] = num((0.6, 1.2), ge=0, le=10)  # environment scale, uniform
+    env_tilt: float = num(15.0, ge=0, le=90)  # degrees; the environment also turns freely about the vertical
+    n_lights: tuple[int, int] = num((1, 3), ge=1, le=4)  # lights per head, uniform in the range; the first is the key
+    kelvin: tuple[float, float] = num((2700.0, 7500.0), ge=1000, le=20000)  # colour temperature, uniform
+    key_intensity: tuple[float, float] = num((0.9, 1.6), ge=0, le=10)
+    other_intensity: tuple[float, float] = num((0.2, 0.7), ge=0, le=2)  # the other lights, relative to a key draw
+    key_yaw: float = num(70.0, ge=0, le=180)  # degrees: key azimuth uniform in +-key_yaw (0 = in front)
+    key_elevation: tuple[float, float] = num((10.0, 55.0), ge=-90, le=90)
+    point_prob: float = num(0.3, ge=0, le=1)  # a light is a point light (else directional)
+    point_distance: tuple[float, float] = num((0.8, 1.6), ge=0.6, le=10)  # metres from the head centre
+    exposure: tuple[float, float] = num((1.1, 1.6), gt=0, le=10)  # peak irradiance on the head's front half, uniform
+
+    def __post_init__(self) -> None:
+        if not self.presets:
+            raise ConfigError("presets", "empty: list at least one of " + ", ".join(ENV_PRESETS))
+        for name in ("env_intensity", "n_lights", "kelvin", "key_intensity", "other_intensity", "key_elevation",
+                     "point_distance", "exposure"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ConfigError(name, f"[{lo}, {hi}] is not a range (first <= second)")
 
 
 @dataclass(frozen=True)
@@ -411,6 +484,7 @@ class RenderConfig:
     target_pitch: tuple[float, float] = num(ge=-89, le=89)
     workers: int = num(ge=1)
     scheduler: str | None
+    lighting: LightingConfig
 
     def __post_init__(self) -> None:
         for name in ("focal_mm", "target_pitch"):

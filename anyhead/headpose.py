@@ -12,14 +12,26 @@ virtual camera that frames the head the way the training input rig does.
   ICT's identity modes also tilt the face against the head frame: PnP of exact landmarks of random
   identities against the mean head is off by up to ~8 degrees, so a face's pose is only defined to that
   level. The table also holds where each landmark sits when seen from each of the 7 render yaws
-  (mediapipe's points slide over the face as it turns away); the solver refits with the points for its
-  current yaw, leaving out landmarks far off the fit. Only the table is needed at run time, not the ICT
-  archive.
+  (mediapipe's points slide over the face as it turns away; the reported reprojection error uses them).
+  Only the table is needed at run time, not the ICT archive.
 * **Pose**: OpenCV's SQPnP (EPnP for degenerate input), refined by Levenberg-Marquardt, with the photo's intrinsics: the focal
   length from EXIF (35 mm equivalent, on the image diagonal) when recorded, else :data:`FOCAL_PRIOR_MM`
   (documented prior: a 50 mm-equivalent "normal" lens; phone main cameras are ~26 mm, portrait lenses
   85 mm, and the distance PnP finds scales with the focal length while the framing below does not).
-  The principal point is the image centre.
+  The principal point is the image centre. Landmarks far off the fit (an expression, an occluder) are left
+  out of two refits (:func:`fit_template`).
+* **Correction**: mediapipe's mesh flattens turned faces (a head at 60 degrees of yaw reads as ~53, and pitch
+  shrinks with it), and at the true pose the landmarks fit the template worse than at the flattened one, so
+  no PnP setting removes the bias. A calibrated correction does: a linear model (ridge regression, in the
+  table) maps the fit's yaw and pitch and its landmark residuals (:func:`correction_features`) to the rotation
+  that takes the fit to the true pose (:func:`pose_correction`), applied about the face's centroid. It is fitted
+  by ``python -m anyhead.build_face_template`` on renders of random ICT identities with random expressions at
+  random known poses (yaw +-70, pitch +-30, 35-85 mm), never the mean head, so the tests' mean-head renders
+  are held out. Guards for faces unlike the renders (a real photo, a strong smile): the residuals only count
+  beyond 20-40 degrees of yaw (:data:`CORRECTION_GATE_DEG`; nearer frontal the fit is already within a few
+  degrees and the correction follows yaw and pitch alone), each feature is clipped at 3 calibration standard
+  deviations, and the correction at the largest one seen in calibration. The reported reprojection error,
+  and the refusal of implausible fits, are those of the uncorrected fit.
 * **Framing**: a virtual camera at the photo camera's centre looks at the rig's look-at point
   (:data:`anyhead.render.rigs.LOOK_AT`) with the head's +y up (no roll, like every rig camera) and a focal
   length that makes the head span :data:`RIG_HEAD_FILL` of the frame at the rig's scale
@@ -48,8 +60,13 @@ MAX_REPROJ_REL = 0.12  # refuse when the RMS landmark error exceeds this fractio
 DISTANCE_RANGE_M = (0.12, 20.0)  # a head closer or farther than this is not a plausible portrait
 MAX_YAW_DEG = 80.0
 MIN_EYE_DISTANCE_PX = 12.0
-YAW_ITERATIONS = 3
+OUTLIER_ITERATIONS = 2
 OUTLIER_FACTOR = 3.0  # a landmark this many times the median reprojection error off is left out of the refit
+CORRECTION_CLIP = 0.3  # pose-correction residual features are clipped at this fraction of the eye distance
+CORRECTION_Z_CLIP = 3.0  # ... and at this many calibration standard deviations
+# the residual features fade in between these yaws: near-frontal faces (most photos, and where the uncorrected fit
+# is already within a few degrees) are corrected by their yaw and pitch alone
+CORRECTION_GATE_DEG = (20.0, 40.0)
 EYE_CORNERS = (33, 263)  # mediapipe indices of the outer eye corners (right eye, left eye of the subject)
 
 
@@ -61,10 +78,11 @@ class HeadPose:
     K: np.ndarray  # (3, 3) photo intrinsics, pixels of the analysed image
     width: int
     height: int
-    reproj_rms_px: float  # RMS landmark reprojection error (pixels of the analysed image)
+    reproj_rms_px: float  # RMS landmark reprojection error of the template fit (pixels of the analysed image)
     reproj_max_px: float
     eye_distance_px: float  # outer eye corner distance, the face's scale in the image
     focal_source: str
+    correction_deg: float = 0.0  # the calibrated correction applied to the template fit's rotation
 
     @property
     def camera(self) -> Camera:
@@ -74,12 +92,7 @@ class HeadPose:
     def yaw_pitch_roll(self) -> tuple[float, float, float]:
         """Camera direction seen from the head (yaw, pitch as in :func:`anyhead.cameras.orbit_camera`)
         and the in-plane roll of the head's up axis in the image, degrees."""
-        c = camera_center(self.w2c) - LOOK_AT
-        yaw = np.degrees(np.arctan2(c[0], c[2]))
-        pitch = np.degrees(np.arctan2(c[1], np.hypot(c[0], c[2])))
-        up_img = self.w2c[:3, :3] @ np.array([0.0, 1.0, 0.0])  # head +y in camera axes (y down)
-        roll = np.degrees(np.arctan2(up_img[0], -up_img[1]))
-        return float(yaw), float(pitch), float(roll)
+        return _angles(self.w2c)
 
     @property
     def distance(self) -> float:
@@ -90,7 +103,8 @@ class HeadPose:
         return {"yaw": round(yaw, 2), "pitch": round(pitch, 2), "roll": round(roll, 2), "distance_m": round(self.distance, 4),
                 "reprojection_rms_px": round(self.reproj_rms_px, 3), "reprojection_max_px": round(self.reproj_max_px, 3),
                 "eye_distance_px": round(self.eye_distance_px, 2), "focal_source": self.focal_source,
-                "method": "sqpnp+lm on mediapipe face mesh vs ICT mean head (anyhead.face_template)"}
+                "correction_deg": round(self.correction_deg, 2),
+                "method": "sqpnp+lm on mediapipe face mesh vs ICT mean head, calibrated correction (anyhead.face_template)"}
 
 
 def template() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -119,10 +133,10 @@ def photo_intrinsics(width: int, height: int, focal_35mm: float) -> np.ndarray:
     return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
 
 
-def solve_head_pose(uv: np.ndarray, K: np.ndarray, width: int, height: int, source: str,
-                    focal_source: str = "given") -> HeadPose:
-    """Pose of the template head that best explains the 478 landmarks ``uv`` (pixels); refuses an
-    implausible fit with an :class:`InputError` naming ``source``."""
+def fit_template(uv: np.ndarray, K: np.ndarray, source: str = "landmarks") -> tuple[np.ndarray, np.ndarray]:
+    """The uncorrected fit: SQPnP (EPnP for degenerate input) + Levenberg-Marquardt of the template points
+    against the landmarks, refitted without landmarks far off the fit (an expression, an occluder).
+    Returns w2c (4, 4) and the mask of the template landmarks used."""
     import cv2
 
     mp_idx, _, pts = template()
@@ -135,13 +149,8 @@ def solve_head_pose(uv: np.ndarray, K: np.ndarray, width: int, height: int, sour
     if not ok:
         raise InputError(source, "head pose could not be solved from the face landmarks")
     rvec, tvec = cv2.solvePnPRefineLM(pts, img, Kc, None, rvec, tvec)
-    # mediapipe's landmarks slide over the face as it turns: refit with the template points for the current yaw;
-    # points far off the fit (an expression, an occluder) are left out of the refits
     use = np.ones(len(pts), bool)
-    for _ in range(YAW_ITERATIONS):
-        R, _ = cv2.Rodrigues(rvec)
-        c = -R.T @ tvec.ravel() - LOOK_AT
-        pts = template_points(float(np.degrees(np.arctan2(c[0], c[2]))))
+    for _ in range(OUTLIER_ITERATIONS):
         proj, _ = cv2.projectPoints(pts, rvec, tvec, Kc, None)
         err = np.linalg.norm(proj[:, 0] - img, axis=1)
         use = err < max(OUTLIER_FACTOR * np.median(err), 1.0)
@@ -149,7 +158,86 @@ def solve_head_pose(uv: np.ndarray, K: np.ndarray, width: int, height: int, sour
     R, _ = cv2.Rodrigues(rvec)
     w2c = np.eye(4)
     w2c[:3, :3], w2c[:3, 3] = R, tvec.ravel()
-    pose = _pose_report(w2c, K, width, height, uv, focal_source)
+    return w2c, use
+
+
+def _angles(w2c: np.ndarray) -> tuple[float, float, float]:
+    """Camera yaw and pitch seen from the head and the image roll of the head's up axis, degrees."""
+    c = camera_center(w2c) - LOOK_AT
+    up_img = w2c[:3, :3] @ np.array([0.0, 1.0, 0.0])  # head +y in camera axes (y down)
+    return (float(np.degrees(np.arctan2(c[0], c[2]))), float(np.degrees(np.arctan2(c[1], np.hypot(c[0], c[2])))),
+            float(np.degrees(np.arctan2(up_img[0], -up_img[1]))))
+
+
+def correction_features(uv: np.ndarray, K: np.ndarray, w2c: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """What the pose correction sees of an uncorrected fit (:func:`fit_template`): a polynomial in its yaw and
+    pitch, and the template landmarks' reprojection residuals (in eye distances, turned into the head-upright
+    image frame, roll removed, clipped at :data:`CORRECTION_CLIP`, faded in between the yaws of
+    :data:`CORRECTION_GATE_DEG`); landmarks left out of the fit are nan."""
+    from .cameras import project
+
+    mp_idx, _, pts = template()
+    yaw, pitch, roll = _angles(w2c)
+    proj, _ = project(pts, w2c, K)
+    eye = max(float(np.linalg.norm(uv[EYE_CORNERS[0]] - uv[EYE_CORNERS[1]])), 1e-6)
+    r = (proj - uv[mp_idx]) / eye
+    a = np.radians(roll)
+    r = r @ np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])  # rotate by -roll
+    r = np.clip(r, -CORRECTION_CLIP, CORRECTION_CLIP)
+    r[~use] = np.nan
+    lo, hi = CORRECTION_GATE_DEG
+    r = r * float(np.clip((abs(yaw) - lo) / (hi - lo), 0.0, 1.0))
+    y, p = np.clip(yaw / 60.0, -1.2, 1.2), np.clip(pitch / 30.0, -1.2, 1.2)
+    poly = [y**i * p**j for i in range(4) for j in range(3) if i + j <= 4]
+    return np.concatenate([poly, r.ravel()])
+
+
+def rotate_head(w2c: np.ndarray, rotvec: np.ndarray) -> np.ndarray:
+    """``w2c`` with the head turned by ``rotvec`` (head frame, radians) about the template's centroid (the
+    face stays where it is in the image)."""
+    from scipy.spatial.transform import Rotation
+
+    piv = template()[2].mean(0)
+    Rc = Rotation.from_rotvec(rotvec).as_matrix()
+    M = np.eye(4)
+    M[:3, :3], M[:3, 3] = Rc, piv - Rc @ piv
+    return w2c @ M
+
+
+def standardise(features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Correction features in calibration standard deviations, clipped at :data:`CORRECTION_Z_CLIP` (a face
+    unlike the calibration renders cannot swing the correction); a landmark left out takes the mean (0)."""
+    x = np.clip((features - mean) / scale, -CORRECTION_Z_CLIP, CORRECTION_Z_CLIP)
+    return np.where(np.isfinite(features), x, 0.0)
+
+
+def pose_correction(features: np.ndarray) -> np.ndarray | None:
+    """The calibrated head rotation (head-frame rotation vector, radians) that takes an uncorrected fit to the
+    true pose, from the linear model in the template table (None when the table has none)."""
+    from . import face_template as t
+
+    if not hasattr(t, "CORRECTION_COEF"):
+        return None
+    mu, sd = np.asarray(t.CORRECTION_MEAN), np.asarray(t.CORRECTION_SCALE)
+    x = standardise(features, mu, sd)
+    rv = x @ np.asarray(t.CORRECTION_COEF)
+    n = float(np.linalg.norm(rv))
+    limit = np.radians(t.CORRECTION_MAX_DEG)
+    return rv if n <= limit else rv * (limit / n)
+
+
+def solve_head_pose(uv: np.ndarray, K: np.ndarray, width: int, height: int, source: str,
+                    focal_source: str = "given") -> HeadPose:
+    """Pose of the template head that best explains the 478 landmarks ``uv`` (pixels), with the calibrated
+    correction of the face mesh's bias at large yaw; refuses an implausible fit with an :class:`InputError`
+    naming ``source``."""
+    fit, use = fit_template(uv, K, source)
+    rv = pose_correction(correction_features(uv, K, fit, use))
+    w2c = fit if rv is None else rotate_head(fit, rv)
+    # how well the landmarks fit a head is judged on the fit itself: at the corrected pose the yaw's template points
+    # fit them worse (the face mesh flattens turned faces; that bias is what the correction removes)
+    pose = _pose_report(w2c, fit, K, width, height, uv, focal_source)
+    pose.correction_deg = 0.0 if rv is None else float(np.degrees(np.linalg.norm(rv)))
     yaw, pitch, _ = pose.yaw_pitch_roll
     eye = pose.eye_distance_px
     if eye < MIN_EYE_DISTANCE_PX:
@@ -168,13 +256,13 @@ def solve_head_pose(uv: np.ndarray, K: np.ndarray, width: int, height: int, sour
     return pose
 
 
-def _pose_report(w2c: np.ndarray, K: np.ndarray, width: int, height: int, uv: np.ndarray, focal_source: str) -> HeadPose:
+def _pose_report(w2c: np.ndarray, fit: np.ndarray, K: np.ndarray, width: int, height: int, uv: np.ndarray,
+                 focal_source: str) -> HeadPose:
     from .cameras import project
 
     mp_idx, _, _ = template()
-    c = camera_center(w2c) - LOOK_AT
-    pts = template_points(float(np.degrees(np.arctan2(c[0], c[2]))))
-    proj, _ = project(pts, w2c, K)
+    pts = template_points(_angles(fit)[0])
+    proj, _ = project(pts, fit, K)
     err = np.linalg.norm(proj - uv[mp_idx], axis=1)
     eye = float(np.linalg.norm(uv[EYE_CORNERS[0]] - uv[EYE_CORNERS[1]]))
     return HeadPose(w2c, K, width, height, float(np.sqrt((err**2).mean())), float(err.max()), eye, focal_source)

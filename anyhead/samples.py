@@ -154,6 +154,11 @@ def read_folder(folder: str | Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()}
 
 
+def folder_meta(folder: str | Path) -> dict[str, Any]:
+    """A rendered sample folder's meta.json."""
+    return json.loads((Path(folder) / "meta.json").read_text())
+
+
 def folder_identity(folder: str | Path) -> str:
     """The identity a rendered sample folder belongs to (splits are by identity)."""
-    return json.loads((Path(folder) / "meta.json").read_text())["identity_id"]
+    return folder_meta(folder)["identity_id"]

@@ -70,11 +70,18 @@ class ShardIntegrityError(ShardError):
     """A shard (or split) that does not match its manifest: modified, truncated, or mislabelled."""
 
 
-def assign_splits(identities: Iterable[str], fractions: dict[str, float], seed: int = 0) -> dict[str, str]:
+def assign_splits(identities: Iterable[str], fractions: dict[str, float], seed: int = 0,
+                  fixed: dict[str, str] | None = None) -> dict[str, str]:
     """Identity -> split. Identities are ordered by a seeded hash and cut by the fractions, so no
     identity is in two splits, the assignment is stable, and every split with a non-zero fraction
-    gets at least one identity when there are enough."""
-    ids = sorted(set(identities), key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
+    gets at least one identity when there are enough. ``fixed`` identities (e.g. a release run's
+    train-only heads) keep their given split and take no part in the cut, so adding them moves no
+    other identity."""
+    fixed = dict(fixed or {})
+    unknown = sorted(set(fixed.values()) - set(fractions))
+    if unknown:
+        raise ValueError(f"fixed split {unknown[0]!r} is not one of {sorted(fractions)}")
+    ids = sorted(set(identities) - set(fixed), key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
     names = [k for k, f in fractions.items() if f > 0]
     total = sum(fractions[k] for k in names)
     counts = {k: int(round(fractions[k] / total * len(ids))) for k in names}
@@ -85,7 +92,7 @@ def assign_splits(identities: Iterable[str], fractions: dict[str, float], seed: 
         counts[max(counts, key=counts.get)] -= 1
     while sum(counts.values()) < len(ids):
         counts[names[0]] += 1
-    out, i = {}, 0
+    out, i = dict(fixed), 0
     for k in names:
         for ident in ids[i:i + counts[k]]:
             out[ident] = k

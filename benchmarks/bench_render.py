@@ -2,9 +2,11 @@
 
     python -m benchmarks.bench_render [--views 24] [--res 256 512] [--supersample 2] [--style long_straight afro ...]
 
-Renders one sampled ICT head (hair, glasses) from a ring of target cameras, single-threaded
-(thread pools pinned to 1), and prints a table. 4x supersampling = 2x2 rays per pixel, either on
-every pixel or adaptively on silhouette/part-boundary pixels (the renderer's default).
+Renders one sampled ICT head (hair, glasses, lashes, shoulders and garment) from a ring of target
+cameras, single-threaded (thread pools pinned to 1), and prints a table. 4x supersampling = 2x2 rays
+per pixel, either on every pixel or adaptively on silhouette/part-boundary pixels (the renderer's
+default). Lighting is the worst case the profile's ``render.lighting`` can draw: an SH environment and
+its largest number of lights (``--lights fixed``: the renderer's fixed two-light default).
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 
 def cpu_name() -> str:
@@ -35,10 +39,11 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=24)
     ap.add_argument("--res", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--supersample", type=int, default=2)
+    ap.add_argument("--lights", choices=["max", "fixed"], default="max")
     ap.add_argument("--style", nargs="+", default=[None], help="hair styles to time (default: the sampled head's own)")
+    ap.add_argument("--quick", action="store_true", help="only the default row: edge-adaptive supersampling, shadows")
     args = ap.parse_args()
-    import numpy as np
-
+    from anyhead.config import replace
     from anyhead.hair import HairParams
     from anyhead.heads import HeadSpec, build_head
     from anyhead.ict import ICTModel
@@ -49,6 +54,7 @@ def main() -> None:
     cfg = load_config(args.params, args.profile)
     model = ICTModel.load(cfg.paths.ict_model)
     rows = []
+    light_desc = "fixed key + fill"
     for style in args.style:
         spec = HeadSpec.sample(model, 3, cfg.assets)
         spec.accessories = ["glasses"]
@@ -58,9 +64,15 @@ def main() -> None:
         r = HeadRenderer(asset)
         label = f"{spec.hair.style} ({len(asset.parts)} parts, {sum(len(p.faces) for p in asset.parts)} triangles)"
         for res in args.res:
-            for adaptive in (True, False):
-                for shadows in (False, True):
-                    light = Lighting(shadows=shadows)
+            for adaptive in ((True,) if args.quick else (True, False)):
+                for shadows in ((True,) if args.quick else (False, True)):
+                    if args.lights == "fixed":
+                        light = Lighting(shadows=shadows)
+                    else:
+                        lcfg = cfg.render.lighting
+                        lcfg = replace(lcfg, {"n_lights": [lcfg.n_lights[1]] * 2, "point_prob": 0.5})
+                        light = Lighting.sample(np.random.default_rng(0), lcfg, shadows=shadows)
+                        light_desc = "SH environment + " + ", ".join(lt.kind for lt in light.lights)
                     rig = target_rig(args.views, res, cfg.render.target_pitch)
                     r.render(rig[0][0], light, args.supersample, adaptive=adaptive)  # warm-up
                     t0 = time.process_time()
@@ -72,6 +84,7 @@ def main() -> None:
                     rows.append((label, res, args.supersample ** 2, "edges" if adaptive else "all pixels", shadows,
                                  args.views / cpu, args.views / wall, 1000 * wall / args.views))
     print(f"CPU: {cpu_name()} ({os.cpu_count()} cores visible); one process, thread pools pinned to 1")
+    print(f"lighting: {light_desc}")
     print("| head (hair style) | res | samples/px | supersampled | shadows | views/s per core (CPU time) | views/s (wall) | ms/view |")
     print("|---|---|---|---|---|---|---|---|")
     for label, res, spp, where, sh, vps_cpu, vps_wall, ms in rows:

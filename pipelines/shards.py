@@ -9,7 +9,7 @@ import shutil
 from anyhead.cameras import CONVENTION
 from anyhead.io import remove_orphan_temps, write_json
 from anyhead.photos import write_photo_split
-from anyhead.samples import folder_identity, read_folder
+from anyhead.samples import folder_identity, folder_meta, read_folder
 from anyhead.shards import assign_splits, split_hash, write_shards
 from pipelines.common import read_index, stage_args
 
@@ -21,7 +21,8 @@ def main() -> None:
     paths, sc, pc = cfg.paths, cfg.shards, cfg.photos
     heads = read_index(paths.renders / "index.json", "render")
     ident = {h["id"]: folder_identity(paths.renders / h["id"]) for h in heads}
-    split_of = assign_splits(ident.values(), dict(sc.splits), sc.split_seed)
+    fixed = {ident[h["id"]]: s for h in heads if (s := folder_meta(paths.renders / h["id"]).get("fixed_split"))}
+    split_of = assign_splits(ident.values(), dict(sc.splits), sc.split_seed, fixed)
     manifest = {"convention": CONVENTION, "profile": cfg.name, "splits": {}}
     remove_orphan_temps(paths.shards, "shards")  # e.g. a splits.json temp file of a killed run
     active = [k for k, f in sc.splits.items() if f > 0]

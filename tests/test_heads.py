@@ -12,6 +12,7 @@ from anyhead.geometry import RayCaster, vertex_normals
 from anyhead.hair import STYLES, HairParams
 from anyhead.heads import HeadSpec, build_head
 from anyhead.io import InputError
+from anyhead.look import BODY_PARTS
 from tests.conftest import profile_config
 
 ASSETS = profile_config("tiny").assets
@@ -51,7 +52,7 @@ def test_accessories_sit_on_head_without_interpenetration(accessorised):
     checked = 0
     for asset in accessorised:
         for part in asset.parts:
-            if part.name in ("skin", "eyes", "mouth", "eyelashes", "hair", "hair_bun"):
+            if part.name in ("skin", "eyes", "mouth", "eyelashes", "hair", "hair_bun", *BODY_PARTS):
                 continue
             d = _signed_distance_to_skin(asset, _surface_points(part))
             # at most 2 mm inside the skin anywhere (earring posts may touch the lobe)

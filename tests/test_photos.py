@@ -179,22 +179,32 @@ def test_6000x4000_photo_runs_in_bounded_memory(tmp_path):
     assert max(peaks.values()) < 2048
 
 
+POSED_YAWS = (0, 20, -20, 30, -30, 40, -40, 50, -50, 60, -60)
+POSED_PITCHES = (-25, 0, 25)
+
+
 @pytest.fixture(scope="module")
 def posed_renders(ict_model):
-    """The ICT mean head (two skin/hair appearances) rendered at known yaw/pitch, 384 px, 60 mm-equivalent."""
+    """The ICT mean head (two skin/hair appearances) rendered at known yaw/pitch, 384 px, 60 mm-equivalent.
+
+    Held out from the pose correction's calibration: that is fitted on random ICT identities (seeds 9000-9039 in
+    anyhead.build_face_template), never the mean head, and with other appearance seeds."""
+    from anyhead.build_face_template import CALIBRATION_SEEDS
     from anyhead.heads import HeadSpec, build_head
     from anyhead.render import HeadRenderer, Lighting
 
     out = []
     for seed in (101, 303):
+        assert seed not in CALIBRATION_SEEDS
         spec = HeadSpec.sample(ict_model, seed, profile_config("tiny").assets)
         spec.identity[:] = 0.0
         spec.expression[:] = 0.0
         spec.accessories = []
         r = HeadRenderer(build_head(ict_model, spec, 256))
-        for yaw, pitch in [(0, 0), (30, 0), (-30, 0), (60, 0), (-60, 0), (0, 25), (0, -25), (40, 20), (-40, -20), (30, -25)]:
-            cam = Camera(orbit_camera(yaw, pitch, 0.8, LOOK_AT), intrinsics_from_focal_mm(60.0, 384, 384), 384, 384)
-            out.append((seed, yaw, pitch, cam, r.render(cam, Lighting(shadows=False)).rgb))
+        for yaw in POSED_YAWS:
+            for pitch in POSED_PITCHES:
+                cam = Camera(orbit_camera(yaw, pitch, 0.8, LOOK_AT), intrinsics_from_focal_mm(60.0, 384, 384), 384, 384)
+                out.append((seed, yaw, pitch, cam, r.render(cam, Lighting(shadows=False)).rgb))
     return out
 
 
@@ -208,17 +218,18 @@ def test_pose_of_rendered_heads(posed_renders):
             continue
         R = p.pose.w2c[:3, :3] @ cam.w2c[:3, :3].T
         err = float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))))
-        rows.append((seed, yaw, pitch, err, p.pose.yaw_pitch_roll))
+        rows.append((seed, yaw, pitch, round(err, 2), tuple(round(a, 1) for a in p.pose.yaw_pitch_roll),
+                     round(p.pose.correction_deg, 1)))
     for r in rows:
-        print("pose", r)
-    errs = [r for r in rows if r[3] is not None]
-    assert len(errs) == len(rows), "the face must be found in every render"
-    moderate = [r[3] for r in errs if abs(r[1]) <= 30]
-    wide = [r[3] for r in errs if abs(r[1]) > 30]
-    print(f"rotation error: |yaw|<=30 mean {np.mean(moderate):.1f} max {np.max(moderate):.1f}; "
-          f"|yaw| 40-60 mean {np.mean(wide):.1f} max {np.max(wide):.1f} degrees")
-    assert np.mean(moderate) < 5.0 and np.max(moderate) < 9.0
-    assert np.max(wide) < 16.0  # mediapipe compresses profile views: 60 degrees reads as ~52
+        print("pose (seed, yaw, pitch, error, estimated yaw/pitch/roll, correction)", r)
+    assert all(r[3] is not None for r in rows), "the face must be found in every render"
+    # the rotation error per |yaw| bucket, pitch -25, 0 and +25 in each. Mediapipe's mesh flattens turned faces
+    # (60 degrees reads as ~53 uncorrected; before the calibrated correction the 60-degree bucket was off by 13.8 on
+    # average, max 21.4); measured now: 2.4/4.5, 2.8/4.9 and 3.9/6.6 degrees (mean/max)
+    for lo, hi in ((0, 30), (40, 50), (60, 60)):
+        e = [r[3] for r in rows if lo <= abs(r[1]) <= hi]
+        print(f"rotation error |yaw| {lo}-{hi}: mean {np.mean(e):.2f} max {np.max(e):.2f} degrees ({len(e)} renders)")
+        assert np.mean(e) < 4.0 and np.max(e) < 7.0, (lo, hi)
 
 
 def test_tilted_face_is_found_and_set_upright(astro):

@@ -59,6 +59,21 @@ def test_splits_are_identity_disjoint_and_stable():
     assert split_hash(["b", "a"]) == split_hash(["a", "b"])
 
 
+def test_train_only_identities_leave_the_other_splits_unchanged():
+    """A release run adds fresh train-only heads: val and test (and their hashes) must not move."""
+    fr = {"train": 0.8, "val": 0.1, "test": 0.1}
+    ids = [f"head_{i:05d}" for i in range(50)]
+    extra = {f"train_s7_{i:05d}": "train" for i in range(30)}
+    base = assign_splits(ids, fr, seed=0)
+    more = assign_splits(ids + list(extra), fr, seed=0, fixed=extra)
+    assert {k: more[k] for k in ids} == base
+    assert all(more[k] == "train" for k in extra)
+    for split in ("val", "test"):
+        assert split_hash([k for k, s in more.items() if s == split]) == split_hash([k for k, s in base.items() if s == split])
+    with pytest.raises(ValueError, match="holdout"):
+        assign_splits(ids, fr, fixed={"x": "holdout"})
+
+
 def test_round_trip_and_webdataset_compat(tmp_path):
     data, mans = make_split(tmp_path)
     assert [m["count"] for m in mans] == [2, 2, 2, 1]
@@ -149,3 +164,20 @@ def test_other_convention_is_refused(tmp_path):
     write_shards([("x", lambda: s)], tmp_path / "train", "train", 1)
     ds = ShardDataset(tmp_path / "train", transform=None)
     assert list(ds) == [] and "convention" in ds.skipped[0]["error"]
+
+
+def test_train_only_asset_tasks_are_new_heads_and_leave_the_others_untouched(tmp_path):
+    from anyhead.build import asset_tasks
+    from anyhead.config import ConfigError, replace
+    from recon.config import load_config
+
+    cfg = load_config("params.yaml", "tiny").assets
+    base = asset_tasks(cfg, tmp_path, tmp_path / "ict.npz")
+    more = asset_tasks(replace(cfg, {"train_only_identities": 3, "train_only_seed": 5}), tmp_path, tmp_path / "ict.npz")
+    assert [(t.id, t.hash) for t in more[:len(base)]] == [(t.id, t.hash) for t in base]  # nothing re-renders
+    extra = more[len(base):]
+    assert [t.id for t in extra] == ["train_s5_00000", "train_s5_00001", "train_s5_00002"]
+    assert all(t.payload["fixed_split"] == "train" for t in extra)
+    assert not {t.payload["seed"] for t in extra} & {t.payload["seed"] for t in base}
+    with pytest.raises(ConfigError, match="train_only_seed"):
+        replace(cfg, {"train_only_identities": 3, "train_only_seed": cfg.seed})

@@ -48,6 +48,7 @@ def render_head(task: Task) -> dict[str, Any]:
     meta = {"asset_id": task.id, "identity_id": asset.meta.get("identity_id", task.id),
             "source": asset.meta.get("source"), "spec": asset.meta.get("spec", {}), "lighting": sample["lighting"],
             "provenance": asset.meta.get("provenance", {}), "single_view": False, "convention": CONVENTION,
-            "plan_hash": task.hash, "n_inputs": n_in, "n_targets": n_t}
+            "plan_hash": task.hash, "n_inputs": n_in, "n_targets": n_t,
+            **({"fixed_split": asset.meta["fixed_split"]} if asset.meta.get("fixed_split") else {})}
     write_folder(task.out, files, meta)
     return {"id": task.id, "identity_id": meta["identity_id"]}

@@ -1,8 +1,11 @@
 """CPU ray-cast renderer of head assets (Embree through embreex, shading in numpy).
 
-Shading model, in linear RGB: Lambert diffuse from a hemisphere ambient (sky/ground) plus a key
-and a fill directional light, Blinn-Phong specular with a Schlick Fresnel term, optional hard
-shadows of the key light (shadow rays), one refraction-free transparency layer for lenses.
+Shading model, in linear RGB: diffuse ambient from an order-2 spherical-harmonics environment plus
+1-3 directional or point lights (:mod:`.lighting`), Blinn-Phong specular with a Schlick Fresnel term
+(strength and shininess scaled per texel by a part's ``spec_map``: pores, T-zone), a soft subsurface
+look on skin (per-channel softened falloff: red light reaches furthest towards the terminator), optional hard
+shadows of the key light (one shadow ray), one refraction-free transparency layer for lenses, and
+alpha-textured hair cards blended front to back with Kajiya-Kay strand shading under the same lights.
 Anti-aliasing is s x s stratified supersampling, box-filtered. All views of a head rendered with
 one :class:`Lighting` are 3D-consistent (lights are fixed in the head frame).
 
@@ -11,7 +14,7 @@ world-space normals and the part id under each pixel centre-ish sample.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,9 @@ from ..appearance import linear_to_srgb, srgb_to_linear
 from ..assets import MATERIALS, HeadAsset
 from ..cameras import Camera
 from ..geometry import RayCaster, vertex_normals
+from .lighting import Light, Lighting, sh_irradiance
+
+__all__ = ["HeadRenderer", "Light", "Lighting", "RenderOutput"]
 
 _SRGB_LUT = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 MAX_LAYERS = 3  # surfaces one ray may pass through (hair cards, lenses) before it stops
@@ -27,38 +33,13 @@ ALPHA_SKIP = 0.02  # card texels below this alpha are passed through unshaded (a
 TRANS_STOP = 0.02  # a ray stops once less than this much of what is behind could show
 
 
+# Per-channel softness of the diffuse falloff on skin (subsurface look): red scatters furthest.
+SKIN_SCATTER = np.array([0.22, 0.11, 0.075], np.float32)
+
+
 def _unit(v: Any) -> np.ndarray:
     v = np.asarray(v, np.float64)
     return v / np.linalg.norm(v)
-
-
-@dataclass
-class Lighting:
-    """Head-frame lighting shared by all views of one head."""
-
-    key_dir: tuple[float, float, float] = (0.4, 0.5, 0.75)  # towards the light
-    key_color: tuple[float, float, float] = (1.6, 1.55, 1.5)
-    fill_dir: tuple[float, float, float] = (-0.6, 0.1, 0.5)
-    fill_color: tuple[float, float, float] = (0.45, 0.48, 0.55)
-    sky: tuple[float, float, float] = (0.45, 0.47, 0.52)
-    ground: tuple[float, float, float] = (0.18, 0.16, 0.15)
-    shadows: bool = True
-
-    @classmethod
-    def sample(cls, rng: np.random.Generator, shadows: bool = True) -> "Lighting":
-        """A random plausible studio/outdoor set-up (key from the front hemisphere, warm or cool)."""
-        yaw, pitch = rng.uniform(-70, 70), rng.uniform(10, 55)
-        y, p = np.radians(yaw), np.radians(pitch)
-        key = (np.sin(y) * np.cos(p), np.sin(p), np.cos(y) * np.cos(p))
-        temp = rng.uniform(-1, 1)
-        kc = np.array([1.0 + 0.08 * temp, 1.0, 1.0 - 0.08 * temp]) * rng.uniform(1.0, 1.6)
-        fill = (-key[0], rng.uniform(-0.1, 0.3), abs(key[2]) + 0.2)
-        amb = rng.uniform(0.25, 0.45)
-        return cls(tuple(key), tuple(kc), tuple(fill), tuple(np.array([0.5, 0.52, 0.58]) * rng.uniform(0.3, 0.8)),
-                   tuple(np.array([1.0, 1.02, 1.1]) * amb), tuple(np.array([0.4, 0.36, 0.33]) * amb), shadows)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -85,6 +66,11 @@ class HeadRenderer:
         self.spec = np.array([MATERIALS[p.material] for p in asset.parts], np.float32)
         self.textures = [p.texture for p in asset.parts]
         self.textures_lin = [None if t is None else _SRGB_LUT[t[..., :3]] for t in self.textures]
+        # spec maps: (H, W, 2) uint8, specular strength and shininess scales (128 = 1x); None = the material's
+        self.spec_maps = [None if getattr(p, "spec_map", None) is None else p.spec_map.astype(np.float32) / 128.0
+                          for p in asset.parts]
+        sss = float(asset.meta.get("look", {}).get("subsurface", 1.0))
+        self.scatter = np.array([SKIN_SCATTER * sss if p.material == "skin" else np.zeros(3) for p in asset.parts], np.float32)
         self._init_cards(asset)
         self.corner_colors = np.concatenate([
             (srgb_to_linear(p.vertex_colors)[p.faces] if p.vertex_colors is not None else np.zeros((len(p.faces), 3, 3)))
@@ -93,9 +79,11 @@ class HeadRenderer:
             p.face_uv if p.face_uv is not None else np.zeros((len(p.faces), 3, 2), np.float32) for p in asset.parts])
 
     # -- shading ----------------------------------------------------------------------------
-    def _albedo(self, prim: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    def _albedo(self, prim: np.ndarray, bary: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Linear albedo, specular strength and shininess at each hit."""
         parts = self.face_part[prim]
         out = np.einsum("nk,nkc->nc", bary, self.corner_colors[prim])
+        ks, shin = self.spec[parts].T
         for i, tex in enumerate(self.textures_lin):
             if tex is None:
                 continue
@@ -104,7 +92,12 @@ class HeadRenderer:
                 continue
             uv = np.einsum("nk,nkc->nc", bary[sel], self.corner_uv[prim[sel]])
             out[sel] = _bilinear(tex, uv)
-        return out
+            sm = self.spec_maps[i]
+            if sm is not None:
+                m = _nearest(sm, uv)
+                ks[sel] *= m[:, 0]
+                shin[sel] *= m[:, 1]
+        return out, ks, shin
 
     def _shade(self, prim: np.ndarray, bary: np.ndarray, pos: np.ndarray, view: np.ndarray, light: Lighting,
                shadows: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -112,23 +105,50 @@ class HeadRenderer:
         n /= np.maximum(np.sqrt(np.einsum("ij,ij->i", n, n)), 1e-9)[:, None]
         flip = np.einsum("ij,ij->i", n, view) < 0  # two-sided: face the viewer (view points to the camera)
         n[flip] *= -1
-        albedo = self._albedo(prim, bary)
-        ks, shin = self.spec[self.face_part[prim]].T
-        up = 0.5 + 0.5 * n[:, 1:2]
-        col = albedo * (np.asarray(light.sky) * up + np.asarray(light.ground) * (1 - up))
-        for k, (ldir, lcol) in enumerate([(light.key_dir, light.key_color), (light.fill_dir, light.fill_color)]):
-            ell = _unit(ldir).astype(np.float32)
-            ndl = np.clip(n @ ell, 0, None)
-            vis = np.ones(len(n), np.float32)
+        albedo, ks, shin = self._albedo(prim, bary)
+        scatter = self.scatter[self.face_part[prim]]  # (N, 3), 0 off skin
+        irr = sh_irradiance(n, light.sh_matrix())  # diffuse ambient
+        spec_acc = np.zeros((len(n), 3), np.float32)
+        for k, lt in enumerate(light.lights):
+            if lt.kind == "point":
+                to_l = np.asarray(lt.vector, np.float32)[None] - pos
+                dist2 = np.einsum("ij,ij->i", to_l, to_l)
+                ell = to_l / np.sqrt(dist2)[:, None]
+                ndl = np.einsum("ij,ij->i", n, ell)
+            else:
+                e = _unit(lt.vector).astype(np.float32)
+                ndl = n @ e
+            lit = np.flatnonzero(ndl > 0)  # only lit points get diffuse, specular and a shadow ray
+            if not len(lit):
+                continue
+            nl = ndl[lit]
+            if lt.kind == "point":
+                ell = ell[lit]
+                lcol = np.asarray(lt.color, np.float32)[None] * (float(np.dot(lt.vector, lt.vector)) / dist2[lit])[:, None]
+            else:
+                ell = np.broadcast_to(e, (len(lit), 3))
+                lcol = np.asarray(lt.color, np.float32)[None]
             if k == 0 and shadows:
-                lit = np.flatnonzero(ndl > 0)
-                hit = self.caster.cast(pos[lit] + n[lit] * 1e-4, np.broadcast_to(ell, (len(lit), 3)))
-                vis[lit[hit["primID"] >= 0]] = 0.0
-            h = view + ell
+                # 1 mm off the surface: coarse meshes with smooth normals shadow themselves near the terminator
+                hit = self.caster.cast(pos[lit] + n[lit] * 1e-3 + ell * 1e-3, np.ascontiguousarray(ell))
+                keep = hit["primID"] < 0
+                lit, nl, ell = lit[keep], nl[keep], ell[keep]
+                lcol = lcol[keep] if len(lcol) > 1 else lcol
+            # soft scatter: (n.l)^(1 / (1 + 2 w)) per channel (w = 0 is Lambert): red rises fastest from the
+            # terminator, a reddish soft band; nothing past the terminator, so cast shadows stay consistent
+            diff = np.repeat(nl[:, None], 3, 1)
+            sk = np.flatnonzero(scatter[lit, 0] > 0)
+            if len(sk):
+                diff[sk] = diff[sk] ** (1.0 / (1.0 + 2.0 * scatter[lit[sk]]))
+            v = view[lit]
+            h = v + ell
             h /= np.maximum(np.sqrt(np.einsum("ij,ij->i", h, h)), 1e-9)[:, None]
-            fres = 0.04 + 0.96 * (1 - np.clip(np.einsum("ij,ij->i", view, h), 0, 1)) ** 5
-            spec = ks * (shin + 8) / (8 * np.pi) * np.clip(np.einsum("ij,ij->i", n, h), 0, 1) ** shin * fres * 4
-            col += (albedo * ndl[:, None] + spec[:, None] * (ndl > 0)[:, None]) * (vis[:, None] * np.asarray(lcol))
+            fres = 0.04 + 0.96 * (1 - np.clip(np.einsum("ij,ij->i", v, h), 0, 1)) ** 5
+            sh_ = shin[lit]
+            spec = ks[lit] * (sh_ + 8) / (8 * np.pi) * np.clip(np.einsum("ij,ij->i", n[lit], h), 0, 1) ** sh_ * fres * 4
+            irr[lit] += diff * lcol
+            spec_acc[lit] += spec[:, None] * lcol
+        col = albedo * irr + spec_acc
         return col.astype(np.float32), n
 
     # -- alpha-textured hair cards ------------------------------------------------------------
@@ -164,40 +184,55 @@ class HeadRenderer:
 
     def _shade_hair(self, prim: np.ndarray, bary: np.ndarray, albedo: np.ndarray, pos: np.ndarray, view: np.ndarray,
                     light: Lighting, shadows: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Kajiya-Kay hair shading along the card's strand tangent: a diffuse term that follows the
-        angle to the strand (sin T.L, wrapped), a white primary highlight shifted towards the tip and a
-        tinted secondary one shifted towards the root; hard shadows of the key light soften to 35%
-        (light passes between strands)."""
+        """Kajiya-Kay hair shading along the card's strand tangent under the same lighting as the rest
+        of the head: ambient is the SH environment's irradiance at the card normal (hair is a volume, so
+        it is not tangent-based); each light (directional or point, with the same falloff as ``_shade``)
+        adds a diffuse term that follows the angle to the strand (sin T.L, wrapped around the card
+        normal), a white primary highlight shifted towards the tip and a tinted secondary one shifted
+        towards the root. Hard shadows of the key light (the first light) soften to 35% (light passes
+        between strands)."""
         n = (bary[:, :1] * self.corner_normals[prim, 0] + bary[:, 1:2] * self.corner_normals[prim, 1]
              + bary[:, 2:] * self.corner_normals[prim, 2]).astype(np.float32)
         n *= (np.sign((n * view).sum(1)) / np.maximum(np.sqrt((n * n).sum(1)), 1e-9))[:, None]  # facing the viewer
         t = self.face_tangent[prim]
-        up = 0.5 + 0.5 * n[:, 1:2]
-        sky, ground = np.asarray(light.sky, np.float32), np.asarray(light.ground, np.float32)
-        col = albedo * (ground + (sky - ground) * up)
+        irr = sh_irradiance(n, light.sh_matrix())
+        spec_acc = np.zeros((len(n), 3), np.float32)
         t1 = t + 0.15 * n  # highlight shifts (cuticle tilt): primary towards the tip, secondary towards the root
         t2 = t - 0.25 * n
         t1 /= np.sqrt((t1 * t1).sum(1))[:, None]
         t2 /= np.sqrt((t2 * t2).sum(1))[:, None]
-        for k, (ldir, lcol) in enumerate([(light.key_dir, light.key_color), (light.fill_dir, light.fill_color)]):
-            ell = _unit(ldir).astype(np.float32)
-            wrap = np.clip((n @ ell + 0.4) / 1.4, 0, 1)
-            tl = t @ ell
+        for k, lt in enumerate(light.lights):
+            if lt.kind == "point":
+                to_l = np.asarray(lt.vector, np.float32)[None] - pos
+                dist2 = (to_l * to_l).sum(1)
+                ell = to_l / np.sqrt(dist2)[:, None]
+                lcol = np.asarray(lt.color, np.float32)[None] * (float(np.dot(lt.vector, lt.vector)) / dist2)[:, None]
+                wrap = np.clip(((n * ell).sum(1) + 0.4) / 1.4, 0, 1)
+                tl = (t * ell).sum(1)
+            else:
+                e = _unit(lt.vector).astype(np.float32)
+                ell = np.broadcast_to(e, n.shape)
+                lcol = np.asarray(lt.color, np.float32)[None]
+                wrap = np.clip((n @ e + 0.4) / 1.4, 0, 1)
+                tl = t @ e
             diff = np.sqrt(np.clip(1 - tl * tl, 0, 1)) * wrap
             if k == 0 and shadows:
                 lit = np.flatnonzero(wrap > 0)
-                hit = self.caster.cast(pos[lit] + ell * 1e-3, np.broadcast_to(ell, (len(lit), 3)))
-                shade = np.ones(len(n), np.float32)
-                shade[lit[hit["primID"] >= 0]] = 0.35
-                wrap = wrap * shade
-                diff = diff * shade
+                if len(lit):
+                    hit = self.caster.cast(np.ascontiguousarray(pos[lit] + ell[lit] * 1e-3, np.float32),
+                                           np.ascontiguousarray(ell[lit], np.float32))
+                    shade = np.ones(len(n), np.float32)
+                    shade[lit[hit["primID"] >= 0]] = 0.35
+                    wrap = wrap * shade
+                    diff = diff * shade
             h = view + ell
             h /= np.sqrt((h * h).sum(1))[:, None]
             th1, th2 = (t1 * h).sum(1), (t2 * h).sum(1)
             s1 = np.clip(1 - th1 * th1, 0, 1) ** 40  # sin(T, H) ** 80
             s2 = np.clip(1 - th2 * th2, 0, 1) ** 10
-            col += ((albedo * (diff + 0.25 * s2 * wrap)[:, None]) + (0.12 * s1 * wrap)[:, None]) * np.asarray(lcol, np.float32)
-        return col.astype(np.float32), n
+            irr += (diff + 0.25 * s2 * wrap)[:, None] * lcol
+            spec_acc += (0.12 * s1 * wrap)[:, None] * lcol
+        return (albedo * irr + spec_acc).astype(np.float32), n
 
     # -- rendering --------------------------------------------------------------------------
     def _trace(self, o: np.ndarray, d: np.ndarray, light: Lighting, bg_lin: np.ndarray, cam_z: np.ndarray
@@ -360,3 +395,25 @@ def _bilinear_flat(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
     top = flat[r0 + x0] * (1 - fx) + flat[r0 + x1] * fx
     bot = flat[r1 + x0] * (1 - fx) + flat[r1 + x1] * fx
     return top * (1 - fy) + bot * fy
+
+
+def _nearest(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Nearest-texel lookup with wrap-around; ``uv`` has v up (OBJ)."""
+    H, W = tex.shape[:2]
+    x = ((uv[:, 0] % 1.0) * W).astype(np.int64) % W
+    y = ((1.0 - uv[:, 1] % 1.0) * H).astype(np.int64) % H
+    return tex[y, x]
+
+
+def _bilinear(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear texture lookup with wrap-around; ``uv`` has v up (OBJ)."""
+    H, W = tex.shape[:2]
+    x = (uv[:, 0] % 1.0) * W - 0.5
+    y = (1.0 - uv[:, 1] % 1.0) * H - 0.5
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    x0 %= W
+    y0 %= H
+    x1, y1 = (x0 + 1) % W, (y0 + 1) % H
+    return ((1 - fx) * (1 - fy) * tex[y0, x0] + fx * (1 - fy) * tex[y0, x1] + (1 - fx) * fy * tex[y1, x0]
+            + fx * fy * tex[y1, x1])

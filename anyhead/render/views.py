@@ -65,10 +65,28 @@ def visible_points(pts: np.ndarray, views: list[ViewRecord], tol: float = 0.002)
     return seen
 
 
+def in_all_frames(pts: np.ndarray, views: list[ViewRecord]) -> np.ndarray:
+    """Points that project inside every view's image (in front of its camera)."""
+    ok = np.ones(len(pts), bool)
+    for v in views:
+        uv, z = v.camera.project(pts)
+        H, W = v.output.depth.shape
+        ok &= (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+    return ok
+
+
+def _seen(pts: np.ndarray, targets: list[ViewRecord]) -> np.ndarray:
+    seen = visible_points(pts, targets)
+    seen[~in_all_frames(pts, targets)] = -1  # the shoulders leave the frame differently at each pitch
+    return seen
+
+
 def render_sample(asset: HeadAsset, cfg: "RenderConfig", seed: int) -> dict[str, Any]:
-    """Inputs, targets and GT points of one head, all with one lighting."""
+    """Inputs, targets and GT points of one head, all with one lighting (drawn per head from
+    ``cfg.lighting`` on a stream of its own, so cameras and GT points do not depend on it); the
+    lighting is returned (``Lighting.to_dict``) for the sample's metadata."""
     rng = np.random.default_rng(seed)
-    light = Lighting.sample(rng, shadows=cfg.shadows)
+    light = Lighting.sample(np.random.default_rng([seed, 1]), cfg.lighting, shadows=cfg.shadows)
     r = HeadRenderer(asset)
     ss = cfg.supersample
     views = []
@@ -78,11 +96,19 @@ def render_sample(asset: HeadAsset, cfg: "RenderConfig", seed: int) -> dict[str,
         views.append(ViewRecord("input", cam, r.render(cam, light, ss), info["yaw"], info["pitch"], info))
     for cam, yaw, pitch in target_rig(cfg.n_targets, cfg.target_res, cfg.target_pitch):
         views.append(ViewRecord("target", cam, r.render(cam, light, ss), yaw, pitch, {}))
-    # GT points: oversample the surface, keep what the dense rig sees (the "visible head surface")
+    # GT points: oversample the surface, keep what the dense rig sees (the "visible head surface") inside
+    # every target's frame
     n = cfg.gt_points
     pts, nrm, part = sample_surface(asset, n * 3, rng)
     targets = [v for v in views if v.role == "target"]
-    seen = visible_points(pts, targets)
+    seen = _seen(pts, targets)
+    for _ in range(4):  # shoulders and a long torso are mostly out of frame: draw more until n are seen
+        if (seen >= 0).sum() >= n:
+            break
+        more = max(n, int((n - (seen >= 0).sum()) * len(seen) / max((seen >= 0).sum(), 1) * 1.3))
+        p2, n2, q2 = sample_surface(asset, more, rng)
+        pts, nrm, part = np.concatenate([pts, p2]), np.concatenate([nrm, n2]), np.concatenate([part, q2])
+        seen = np.concatenate([seen, _seen(p2, targets)])
     keep = np.flatnonzero(seen >= 0)[:n]
     # orient normals towards the camera that saw the point (part windings vary)
     centres = np.stack([v.camera.center for v in targets])[seen[keep]]
