@@ -160,6 +160,7 @@ def strand_texture(color: str, seed: int, size: int = 256) -> np.ndarray:
 
 
 CARD_VARIANTS = 4  # strand patterns side by side in one card texture; a card spans one
+ALPHA_LO, ALPHA_HI = 0.15, 0.6  # card alpha remap: below LO transparent, above HI opaque (see card_texture)
 
 
 def card_texture(params: HairParams, height: int = 128, width: int = 32) -> np.ndarray:
@@ -193,9 +194,13 @@ def card_texture(params: HairParams, height: int = 128, width: int = 32) -> np.n
         regrow = float(rng.uniform(0.0, 0.1))
         mix = np.clip((v - regrow) / 0.04, 0, 1)[:, None, None]
         rgb = rgb * mix + natural * (0.8 + 0.2 * root) * (1 - mix)
-    alpha = 1.0 - np.exp(-1.6 * cov)
+    alpha = 1.0 - np.exp(-2.5 * cov)
     side = np.clip(np.minimum(u % width, width - u % width) / 3.0, 0, 1)  # soft card sides
     alpha *= side[None, :] * np.clip(v / 0.03, 0.6, 1)[:, None]
+    # sharpen: strands are sub-pixel at 256-512 px, so at a pixel's scale a texel is clump or gap. Gaps (<= ALPHA_LO)
+    # become fully transparent (rays pass unshaded), clump bodies (>= ALPHA_HI) opaque (rays stop at the first card),
+    # and only the fringes between blend: render cost stays near one hit per ray instead of two or three
+    alpha = np.clip((alpha - ALPHA_LO) / (ALPHA_HI - ALPHA_LO), 0, 1)
     tex = np.concatenate([np.clip(rgb, 0, 1), alpha[..., None]], -1)[::-1]  # row 0 = v=1 (OBJ v up)
     return (tex * 255 + 0.5).astype(np.uint8)
 

@@ -28,7 +28,7 @@ from .lighting import Light, Lighting, sh_irradiance
 __all__ = ["HeadRenderer", "Light", "Lighting", "RenderOutput"]
 
 _SRGB_LUT = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
-MAX_LAYERS = 3  # surfaces one ray may pass through (hair cards, lenses) before it stops
+MAX_LAYERS = 2  # surfaces one ray may pass through (hair cards, lenses) before it stops
 ALPHA_SKIP = 0.02  # card texels below this alpha are passed through unshaded (alpha test)
 TRANS_STOP = 0.02  # a ray stops once less than this much of what is behind could show
 
@@ -91,7 +91,7 @@ class HeadRenderer:
             if not len(sel):
                 continue
             uv = np.einsum("nk,nkc->nc", bary[sel], self.corner_uv[prim[sel]])
-            out[sel] = _bilinear(tex, uv)
+            out[sel] = _bilinear_flat(tex, uv)
             sm = self.spec_maps[i]
             if sm is not None:
                 m = _nearest(sm, uv)
@@ -130,16 +130,15 @@ class HeadRenderer:
                 lcol = np.asarray(lt.color, np.float32)[None]
             if k == 0 and shadows:
                 # 1 mm off the surface: coarse meshes with smooth normals shadow themselves near the terminator
-                hit = self.caster.cast(pos[lit] + n[lit] * 1e-3 + ell * 1e-3, np.ascontiguousarray(ell))
-                keep = hit["primID"] < 0
+                keep = ~self.caster.occluded(pos[lit] + n[lit] * 1e-3 + ell * 1e-3, ell)
                 lit, nl, ell = lit[keep], nl[keep], ell[keep]
                 lcol = lcol[keep] if len(lcol) > 1 else lcol
             # soft scatter: (n.l)^(1 / (1 + 2 w)) per channel (w = 0 is Lambert): red rises fastest from the
             # terminator, a reddish soft band; nothing past the terminator, so cast shadows stay consistent
             diff = np.repeat(nl[:, None], 3, 1)
             sk = np.flatnonzero(scatter[lit, 0] > 0)
-            if len(sk):
-                diff[sk] = diff[sk] ** (1.0 / (1.0 + 2.0 * scatter[lit[sk]]))
+            if len(sk):  # x ** a = exp(a log x): one log for the three channels
+                diff[sk] = np.exp(np.log(nl[sk])[:, None] * (1.0 / (1.0 + 2.0 * scatter[lit[sk]])))
             v = view[lit]
             h = v + ell
             h /= np.maximum(np.sqrt(np.einsum("ij,ij->i", h, h)), 1e-9)[:, None]
@@ -158,6 +157,13 @@ class HeadRenderer:
         self.card_part = np.array([p.texture is not None and p.texture.shape[-1] == 4 for p in asset.parts])
         self.rgba_lin = [None if not c else np.concatenate([_SRGB_LUT[p.texture[..., :3]], p.texture[..., 3:] / 255.0], -1)
                          .astype(np.float32) for c, p in zip(self.card_part, asset.parts)]
+        # edge keys for adaptive supersampling: all hair parts (scalp cover, cards, bun) are one surface, so
+        # card over cover or card over card is no edge (card alpha is already coverage); hair over skin is
+        hair = [i for i, p in enumerate(asset.parts) if p.name.startswith("hair")]  # not the lashes
+        self.edge_group = np.arange(len(asset.parts), dtype=np.int16)
+        if hair:
+            self.edge_group[hair] = hair[0]
+        self.hair_key = hair[0] if hair else -2
         self.face_tangent = np.zeros((len(self.face_part), 3), np.float32)
         for i in np.flatnonzero(self.card_part):
             p = asset.parts[i]
@@ -191,45 +197,51 @@ class HeadRenderer:
         normal), a white primary highlight shifted towards the tip and a tinted secondary one shifted
         towards the root. Hard shadows of the key light (the first light) soften to 35% (light passes
         between strands)."""
-        n = (bary[:, :1] * self.corner_normals[prim, 0] + bary[:, 1:2] * self.corner_normals[prim, 1]
-             + bary[:, 2:] * self.corner_normals[prim, 2]).astype(np.float32)
-        n *= (np.sign((n * view).sum(1)) / np.maximum(np.sqrt((n * n).sum(1)), 1e-9))[:, None]  # facing the viewer
+        n = np.einsum("nk,nkc->nc", bary, self.corner_normals[prim]).astype(np.float32, copy=False)
+        n *= (np.sign(np.einsum("ij,ij->i", n, view)) / np.maximum(np.sqrt(np.einsum("ij,ij->i", n, n)), 1e-9))[:, None]
         t = self.face_tangent[prim]
         irr = sh_irradiance(n, light.sh_matrix())
         spec_acc = np.zeros((len(n), 3), np.float32)
         t1 = t + 0.15 * n  # highlight shifts (cuticle tilt): primary towards the tip, secondary towards the root
         t2 = t - 0.25 * n
-        t1 /= np.sqrt((t1 * t1).sum(1))[:, None]
-        t2 /= np.sqrt((t2 * t2).sum(1))[:, None]
+        t1 /= np.sqrt(np.einsum("ij,ij->i", t1, t1))[:, None]
+        t2 /= np.sqrt(np.einsum("ij,ij->i", t2, t2))[:, None]
         for k, lt in enumerate(light.lights):
             if lt.kind == "point":
                 to_l = np.asarray(lt.vector, np.float32)[None] - pos
-                dist2 = (to_l * to_l).sum(1)
+                dist2 = np.einsum("ij,ij->i", to_l, to_l)
                 ell = to_l / np.sqrt(dist2)[:, None]
                 lcol = np.asarray(lt.color, np.float32)[None] * (float(np.dot(lt.vector, lt.vector)) / dist2)[:, None]
-                wrap = np.clip(((n * ell).sum(1) + 0.4) / 1.4, 0, 1)
-                tl = (t * ell).sum(1)
+                ndl, tl = np.einsum("ij,ij->i", n, ell), np.einsum("ij,ij->i", t, ell)
             else:
                 e = _unit(lt.vector).astype(np.float32)
                 ell = np.broadcast_to(e, n.shape)
                 lcol = np.asarray(lt.color, np.float32)[None]
-                wrap = np.clip((n @ e + 0.4) / 1.4, 0, 1)
-                tl = t @ e
+                ndl, tl = n @ e, t @ e
+            wrap = np.clip((ndl + 0.4) * (1 / 1.4), 0, 1)
             diff = np.sqrt(np.clip(1 - tl * tl, 0, 1)) * wrap
             if k == 0 and shadows:
                 lit = np.flatnonzero(wrap > 0)
                 if len(lit):
-                    hit = self.caster.cast(np.ascontiguousarray(pos[lit] + ell[lit] * 1e-3, np.float32),
-                                           np.ascontiguousarray(ell[lit], np.float32))
                     shade = np.ones(len(n), np.float32)
-                    shade[lit[hit["primID"] >= 0]] = 0.35
-                    wrap = wrap * shade
-                    diff = diff * shade
+                    shade[lit[self.caster.occluded(pos[lit] + ell[lit] * 1e-3, ell[lit])]] = 0.35
+                    wrap *= shade
+                    diff *= shade
             h = view + ell
-            h /= np.sqrt((h * h).sum(1))[:, None]
-            th1, th2 = (t1 * h).sum(1), (t2 * h).sum(1)
-            s1 = np.clip(1 - th1 * th1, 0, 1) ** 40  # sin(T, H) ** 80
-            s2 = np.clip(1 - th2 * th2, 0, 1) ** 10
+            h /= np.sqrt(np.einsum("ij,ij->i", h, h))[:, None]
+            th1, th2 = np.einsum("ij,ij->i", t1, h), np.einsum("ij,ij->i", t2, h)
+            x1 = np.clip(1 - th1 * th1, 0, 1)  # sin^2(T, H); powers by squaring (np.power is slow)
+            x2 = np.clip(1 - th2 * th2, 0, 1)
+            x1_8 = x1 * x1
+            x1_8 *= x1_8
+            x1_8 *= x1_8
+            x1_32 = x1_8 * x1_8
+            x1_32 *= x1_32
+            x2_2 = x2 * x2
+            x2_8 = x2_2 * x2_2
+            x2_8 *= x2_8
+            s1 = x1_32 * x1_8  # sin(T, H) ** 80
+            s2 = x2_8 * x2_2  # sin(T, H) ** 20
             irr += (diff + 0.25 * s2 * wrap)[:, None] * lcol
             spec_acc += (0.12 * s1 * wrap)[:, None] * lcol
         return (albedo * irr + spec_acc).astype(np.float32), n
@@ -238,7 +250,7 @@ class HeadRenderer:
     def _trace(self, o: np.ndarray, d: np.ndarray, light: Lighting, bg_lin: np.ndarray, cam_z: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Shade rays front to back: linear colour (premultiplied, 0 on misses), coverage in [0, 1],
-        camera-z depth, normal, part id, and the first part hit (the edge key).
+        camera-z depth, normal, part id, and the edge key: the first part hit (hair parts as one).
 
         A ray continues past surfaces that let light through, up to ``MAX_LAYERS`` hits: alpha cards
         (hair: texel alpha is strand coverage; texels below ``ALPHA_SKIP`` are passed without shading)
@@ -301,8 +313,8 @@ class HeadRenderer:
             normal[ri] = nrm[rec]
             part[ri] = parts[rec]
             done[ri] = (~card[rec]) | (trans[ri] <= 0.5)
-            if layer == 0:
-                key[idx] = parts  # the first surface hit, transparent texels included: holes in hair are no edges
+            if layer == 0:  # the first surface hit, transparent texels included: texel alpha is coverage already, so
+                key[idx] = self.edge_group[parts]  # gaps in a card are no edges (its outline and hair over skin are)
             go = np.flatnonzero(trans[idx] > TRANS_STOP)
             if not len(go):
                 break
@@ -315,7 +327,9 @@ class HeadRenderer:
                background: tuple[float, float, float] = (1.0, 1.0, 1.0), adaptive: bool = True) -> RenderOutput:
         """Render one view. ``supersample = s`` anti-aliases with s x s rays per pixel: on every
         pixel (``adaptive=False``) or only where the pixel or a 4-neighbour differs in what its
-        centre ray hits (background, part): silhouettes and part boundaries, where aliasing is."""
+        centre ray hits first (background, part; all hair parts count as one) and on hair that the
+        background shows through: silhouettes, part boundaries and the fringe of a hairdo, where
+        aliasing is. Inside hair one ray per pixel reads the card texture, whose alpha is coverage."""
         from ..cameras import pixel_grid, rays_through
 
         light = light or Lighting()
@@ -339,7 +353,7 @@ class HeadRenderer:
             prt = part.reshape(H, s, W, s)[:, s // 2, :, s // 2]
         else:
             color, hit, depth, normal, part, first = trace(pixel_grid(W, H, 1))
-            key = first.reshape(H, W)  # hair over skin is not an edge: card alpha is already coverage
+            key = first.reshape(H, W)  # hair parts are one key: card alpha is already coverage
             edge = np.zeros((H, W), bool)
             dx, dy = key[:, 1:] != key[:, :-1], key[1:] != key[:-1]
             edge[:, 1:] |= dx
@@ -348,6 +362,9 @@ class HeadRenderer:
             edge[:-1] |= dy
             lin = color.reshape(H, W, 3)
             cov = hit.reshape(H, W).astype(np.float32)
+            # hair that the background shows through (the fringe of a hairdo, strands between gaps): one centre
+            # ray there may pass a gap beside a sub-pixel strand clump, so these pixels are supersampled too
+            edge |= (key == self.hair_key) & (cov < 1.0 - TRANS_STOP)
             rows, cols = np.nonzero(edge)
             if len(rows):
                 off = (np.stack(np.meshgrid(np.arange(s), np.arange(s)), -1).reshape(-1, 2) + 0.5) / s
@@ -403,17 +420,3 @@ def _nearest(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
     x = ((uv[:, 0] % 1.0) * W).astype(np.int64) % W
     y = ((1.0 - uv[:, 1] % 1.0) * H).astype(np.int64) % H
     return tex[y, x]
-
-
-def _bilinear(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Bilinear texture lookup with wrap-around; ``uv`` has v up (OBJ)."""
-    H, W = tex.shape[:2]
-    x = (uv[:, 0] % 1.0) * W - 0.5
-    y = (1.0 - uv[:, 1] % 1.0) * H - 0.5
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    x0 %= W
-    y0 %= H
-    x1, y1 = (x0 + 1) % W, (y0 + 1) % H
-    return ((1 - fx) * (1 - fy) * tex[y0, x0] + fx * (1 - fy) * tex[y0, x1] + (1 - fx) * fy * tex[y1, x0]
-            + fx * fy * tex[y1, x1])
