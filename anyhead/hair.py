@@ -455,9 +455,9 @@ def _ribbons(curves: np.ndarray, side: np.ndarray, width: np.ndarray, variant: n
 
 def build_hair(head_vertices: np.ndarray, head_faces: np.ndarray, params: HairParams,
                n_az: int = 96, n_cap: int = 28) -> list[Part]:
-    """Hair parts for a head mesh: the scalp cover ``hair`` first, then ``hair_cards`` (and
-    ``hair_bun``); empty for ``bald``. Styles not in STYLES (the reconstruction scaffold's plain
-    shell) get the cover only."""
+    """Hair parts for a head mesh: the scalp cover ``hair`` first, then ``hair_cards``, the flyaway
+    cards ``hair_flyaways`` (and ``hair_bun``); empty for ``bald``. Styles not in STYLES (the
+    reconstruction scaffold's plain shell) get the cover only."""
     if params.style == "bald":
         return []
     caster = RayCaster(head_vertices, head_faces)
@@ -537,7 +537,23 @@ def build_hair(head_vertices: np.ndarray, head_faces: np.ndarray, params: HairPa
     variant = rng.integers(0, CARD_VARIANTS, n)
     v, f, uv = _ribbons(curves, side, width, variant)
     v = coll.push_out(v.astype(np.float64), 0.0012).astype(np.float32)
-    parts.append(Part("hair_cards", v, f, "hair", face_uv=uv, texture=card_texture(params)))
+    tex = card_texture(params)
+    # flyaways are a part of their own: sub-pixel wisps at training resolutions, rendered like the other cards but
+    # no surface for ground-truth geometry (anyhead.render.views.INTERIOR_PARTS leaves them out)
+    fly = np.repeat(flyaway > 0, 2 * (curves.shape[1] - 1))
+    vert_card = np.repeat(flyaway > 0, 2 * curves.shape[1])
+    if fly.any():  # a flat ribbon vanishes edge-on: flyaways are crossed cards (a second ribbon at 90 degrees)
+        fi = np.flatnonzero(flyaway > 0)
+        side2 = _unit(np.cross(tang[fi], side[fi]))
+        v2, f2, uv2 = _ribbons(curves[fi], side2, width[fi], variant[fi])
+        v2 = coll.push_out(v2.astype(np.float64), 0.0012).astype(np.float32)
+    for name, fsel, vsel in (("hair_cards", ~fly, ~vert_card), ("hair_flyaways", fly, vert_card)):
+        if fsel.any():
+            remap = np.cumsum(vsel) - 1
+            pv, pf, puv = v[vsel], remap[f[fsel]].astype(np.int32), uv[fsel]
+            if name == "hair_flyaways":
+                pv, pf, puv = np.concatenate([pv, v2]), np.concatenate([pf, f2 + len(pv)]), np.concatenate([puv, uv2])
+            parts.append(Part(name, pv, pf, "hair", face_uv=puv, texture=tex))
 
     if params.style == "bun":
         d = spherical_dirs(np.array([180.0]), np.array([38.0]))

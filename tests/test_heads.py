@@ -55,7 +55,7 @@ def test_accessories_sit_on_head_without_interpenetration(accessorised):
             # hair is no accessory: long hair_cards hang below the ICT neck's cut (y < -0.15), where the
             # nearest skin sample is the neck's open rim and a distance along its normal means nothing;
             # tests/test_hair.py::test_cards_stay_outside_the_skull checks cards against the head instead
-            if part.name in ("skin", "eyes", "mouth", "eyelashes", "hair", "hair_cards", "hair_bun", *BODY_PARTS):
+            if part.name in ("skin", "eyes", "mouth", "eyelashes", "hair", "hair_cards", "hair_flyaways", "hair_bun", *BODY_PARTS):
                 continue
             d = _signed_distance_to_skin(asset, _surface_points(part))
             # at most 2 mm inside the skin anywhere (earring posts may touch the lobe)

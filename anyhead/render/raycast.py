@@ -28,7 +28,7 @@ from .lighting import Light, Lighting, sh_irradiance
 __all__ = ["HeadRenderer", "Light", "Lighting", "RenderOutput"]
 
 _SRGB_LUT = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
-MAX_LAYERS = 2  # surfaces one ray may pass through (hair cards, lenses) before it stops
+MAX_LAYERS = 2  # surfaces one ray meets (hair cards, lenses): a second card hit closes the pixel
 ALPHA_SKIP = 0.02  # card texels below this alpha are passed through unshaded (alpha test)
 TRANS_STOP = 0.02  # a ray stops once less than this much of what is behind could show
 
@@ -290,8 +290,8 @@ class HeadRenderer:
                 ci = np.flatnonzero(card)
                 rgba = self._card_rgba(p[ci], bary[ci])
                 a = alpha[ci] * rgba[:, 3]
-                if layer == MAX_LAYERS - 1:
-                    a = np.where(a >= ALPHA_SKIP, 1.0, a)  # the last layer closes the pixel
+                if layer == MAX_LAYERS - 1:  # the last layer closes the pixel, gaps included (their colour is the
+                    a = alpha[ci]  # hair's base colour): inside a hairdo no ray runs out of layers onto the background
                 alpha[ci] = np.where(a < ALPHA_SKIP, 0.0, a)
                 sh = ci[alpha[ci] > 0]
                 if len(sh):

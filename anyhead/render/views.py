@@ -14,8 +14,9 @@ from .rigs import sample_input_camera, target_rig
 if TYPE_CHECKING:
     from ..config import RenderConfig
 
-# Parts inside the head that never count as visible surface for geometry metrics.
-INTERIOR_PARTS = ("mouth",)
+# Parts that never count as visible surface for geometry metrics: inside the head, or flyaway hair (sub-pixel wisps
+# that a 64-256 px view's few rays per pixel mostly miss, so no depth map or mask reliably contains them).
+INTERIOR_PARTS = ("mouth", "hair_flyaways")
 
 
 @dataclass
