@@ -1,6 +1,6 @@
 """Renderer throughput: views per second per core of the CPU ray-cast renderer.
 
-    python -m benchmarks.bench_render [--views 24] [--res 256 512] [--supersample 2] [--style long_straight afro ...]
+    python -m benchmarks.bench_render [--views 24] [--res 256 512] [--supersample 2] [--style long_straight afro ...] [--quick]
 
 Renders one sampled ICT head (hair, glasses, lashes, shoulders and garment) from a ring of target
 cameras, single-threaded (thread pools pinned to 1), and prints a table. 4x supersampling = 2x2 rays
