@@ -565,3 +565,36 @@ def build_hair(head_vertices: np.ndarray, head_faces: np.ndarray, params: HairPa
         tex = strand_texture(params.dye or params.color, params.seed + 1, 128)
         parts.append(Part("hair_bun", bv, bf, "hair", face_uv=buv[bf].astype(np.float32), texture=tex))
     return parts
+
+
+def tuck_under_hat(parts: list[Part], hat: list[Part]) -> list[Part]:
+    """Hair cards trimmed to what a hat leaves visible: a card face with a vertex beyond the hat (seen
+    from CENTRE, the hat's surface lies between it and the head) is dropped, so cards end under the
+    hat instead of poking through it; cards that hang out below the hat's rim stay. Parts other than
+    ``hair_cards`` / ``hair_flyaways`` pass unchanged (hats are fitted over the scalp cover)."""
+    if not hat:
+        return parts
+    vs, fs, off = [], [], 0
+    for h in hat:
+        vs.append(h.vertices)
+        fs.append(np.asarray(h.faces) + off)
+        off += len(h.vertices)
+    caster = RayCaster(np.concatenate(vs), np.concatenate(fs))
+    out = []
+    for p in parts:
+        if p.name not in ("hair_cards", "hair_flyaways"):
+            out.append(p)
+            continue
+        rel = p.vertices.astype(np.float64) - CENTRE
+        r = np.linalg.norm(rel, axis=1)
+        hit = caster.cast(np.broadcast_to(CENTRE, rel.shape), rel / np.maximum(r, 1e-9)[:, None])
+        outside = (hit["primID"] >= 0) & (hit["tfar"] < r)
+        keep = ~outside[p.faces].any(1)
+        if not keep.any():
+            continue
+        used = np.zeros(len(p.vertices), bool)
+        used[p.faces[keep]] = True
+        remap = np.cumsum(used) - 1
+        out.append(Part(p.name, p.vertices[used], remap[p.faces[keep]].astype(np.int32), p.material,
+                        face_uv=p.face_uv[keep], texture=p.texture))
+    return out

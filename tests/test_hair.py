@@ -108,6 +108,24 @@ def test_cards_stay_outside_the_skull(ict_model, style):
     assert d.min() > -0.002, f"{style}: a card vertex {-d.min() * 1000:.1f} mm inside the head"
 
 
+@pytest.mark.parametrize("style", ["short", "long_wavy"])
+def test_cards_end_under_a_hat(ict_model, style):
+    spec = HeadSpec.sample(ict_model, 4, ASSETS)
+    spec.accessories = ["hat"]
+    spec.hair = HairParams.sample(np.random.default_rng(4), spec.appearance.hair_color, style, ASSETS.hair)
+    asset = build_head(ict_model, spec, 64)
+    hat = [p for p in asset.parts if p.name.startswith("hat_")]
+    v = np.concatenate([asset.part(n).vertices for n in asset.names() if n in ("hair_cards", "hair_flyaways")])
+    v = v.astype(np.float64)
+    assert len(v) > 100  # hair hangs out below the hat
+    verts = np.concatenate([p.vertices for p in hat])
+    faces = np.concatenate([p.faces + k for p, k in zip(hat, np.cumsum([0] + [len(p.vertices) for p in hat]))])
+    rel = v - CENTRE
+    r = np.linalg.norm(rel, axis=1)
+    hit = RayCaster(verts, faces).cast(np.broadcast_to(CENTRE, rel.shape), rel / r[:, None])
+    assert not ((hit["primID"] >= 0) & (hit["tfar"] < r)).any()  # no card vertex beyond the hat's surface
+
+
 def _card_scene():
     """An opaque grey plane at z = -0.1 behind a card at z = 0 whose texture is transparent on the
     left third, half transparent in the middle and opaque red on the right."""
