@@ -337,6 +337,36 @@ class ScanOptions:
             raise ConfigError("forward", f"{self.forward!r} is not perpendicular to up {self.up!r}")
 
 
+HAIR_STYLES = ("bald", "buzz", "short", "side_part", "bob", "long_straight", "long_wavy", "curly", "afro", "ponytail", "bun",
+               "receding")  # anyhead.hair.STYLES
+HAIR_DYES = ("platinum", "pink", "blue", "purple", "green", "teal", "copper", "burgundy")  # anyhead.hair.DYE_COLORS
+
+
+@dataclass(frozen=True)
+class HairConfig:
+    """How hair is sampled (:mod:`anyhead.hair`)."""
+
+    style_prob: dict[str, float]  # style -> relative weight (normalised; 0 = never)
+    dye_prob: float = num(ge=0, le=1)  # chance of a dyed colour (else the natural colour of the appearance)
+    dye_colors: tuple[str, ...]  # dyes to draw from
+    grey_prob: float = num(ge=0, le=1)  # chance of greying (a random fraction of grey strands)
+    density: float = num(gt=0, le=4)  # card count scale (render time grows with it)
+
+    def __post_init__(self) -> None:
+        for k, w in self.style_prob.items():
+            if k not in HAIR_STYLES:
+                raise ConfigError(f"style_prob.{k}", f"unknown hair style; styles are {', '.join(HAIR_STYLES)}")
+            if not (math.isfinite(w) and w >= 0):
+                raise ConfigError(f"style_prob.{k}", f"{w!r} is not a weight >= 0")
+        if sum(self.style_prob.values()) <= 0:
+            raise ConfigError("style_prob", "no style has a weight above 0")
+        for i, c in enumerate(self.dye_colors):
+            if c not in HAIR_DYES:
+                raise ConfigError(f"dye_colors[{i}]", f"{c!r} is not one of {', '.join(HAIR_DYES)}")
+        if self.dye_prob > 0 and not self.dye_colors:
+            raise ConfigError("dye_colors", "empty while dye_prob is above 0")
+
+
 GARMENTS = ("crew", "vneck", "collar", "hoodie", "turtleneck", "straps")
 
 
@@ -389,6 +419,7 @@ class AssetsConfig:
     max_expressions: int = num(ge=0, le=53)
     max_expression_weight: float = num(ge=0, le=1)
     accessory_prob: AccessoryProbs
+    hair: HairConfig
     scans_dir: str  # "" for none
     scan_options: ScanOptions
     user_accessories: tuple[UserAccessory, ...]

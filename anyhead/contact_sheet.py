@@ -2,12 +2,14 @@
 
     python -m anyhead.contact_sheet --n 16 --out docs/images/heads_contact_sheet.png
     python -m anyhead.contact_sheet --lighting 6 --seed 3 --out docs/images/lighting_variety.png
+    python -m anyhead.contact_sheet --hair-styles --res 160 --out docs/images/hair_styles.png
 
 samples ``--n`` heads straight from the ICT model (``--model``, written by the fetch_assets
 stage) with seeds ``--seed .. --seed+n-1``, or shows the heads of an assets folder (``--assets``).
 Each head gets one lighting drawn from the profile's ``render.lighting``. ``--lighting K`` instead
 shows head ``--seed`` under K lighting draws (one row each, labelled with the environment preset
-and the lights' colour temperatures).
+and the lights' colour temperatures). ``--hair-styles`` shows one head per hair style (front, side,
+back) under the renderer's fixed default lighting, so styles and colours compare.
 """
 from __future__ import annotations
 
@@ -91,6 +93,7 @@ def main() -> None:
     ap.add_argument("--res", type=int, default=192)
     ap.add_argument("--lighting", type=int, default=0, help="show head --seed under this many lighting draws instead")
     ap.add_argument("--out", default="docs/images/heads_contact_sheet.png")
+    ap.add_argument("--hair-styles", action="store_true", help="one head per hair style: front, side and back")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
     tiles, labels = [], []
@@ -118,16 +121,33 @@ def main() -> None:
             save_png(args.out, lighting_sheet(a, args.lighting, args.res, args.seed, lighting_cfg))
             print(f"wrote {args.out}")
             return
-        assets = (build_head(model, HeadSpec.sample(model, args.seed + i, cfg), cfg.texture_size, cfg.user_accessories)
-                  for i in range(args.n))
+        if args.hair_styles:
+            from .hair import STYLES, HairParams
+
+            def styled(i: int, style: str):
+                spec = HeadSpec.sample(model, args.seed + i, cfg)
+                spec.accessories = []
+                spec.hair = HairParams.sample(np.random.default_rng(args.seed + i), spec.appearance.hair_color, style, cfg.hair)
+                return build_head(model, spec, cfg.texture_size)
+
+            args.n = len(STYLES)
+            assets = (styled(i, s) for i, s in enumerate(STYLES))
+        else:
+            assets = (build_head(model, HeadSpec.sample(model, args.seed + i, cfg), cfg.texture_size, cfg.user_accessories)
+                      for i in range(args.n))
     for i, a in enumerate(tqdm(assets, total=args.n, desc="contact sheet")):
-        tiles.append(head_views(a, args.res, seed=i, lighting_cfg=lighting_cfg))
         spec = a.meta.get("spec", {})
         acc = ",".join(spec.get("accessories", [])) or "-"
+        hair = spec.get("hair", {})
+        if args.hair_styles:
+            tiles.append(head_views(a, args.res, light=Lighting()))
+            colour = hair.get("dye") or hair.get("color", "?")
+            labels.append(f"{hair.get('style', '?')}: {colour}" + (f", {hair['grey']:.0%} grey" if hair.get("grey") else ""))
+            continue
+        tiles.append(head_views(a, args.res, seed=i, lighting_cfg=lighting_cfg))
         garment = spec.get("look", {}).get("garment", "-")
-        labels.append(f"MST {spec.get('appearance', {}).get('skin_tone', 0):.1f} {spec.get('hair', {}).get('style', '?')} "
-                      f"{garment} {acc}")
-    save_png(args.out, sheet(tiles, labels))
+        labels.append(f"MST {spec.get('appearance', {}).get('skin_tone', 0):.1f} {hair.get('style', '?')} {garment} {acc}")
+    save_png(args.out, sheet(tiles, labels, cols=3 if args.hair_styles else 4))
     print(f"wrote {args.out}")
 
 

@@ -23,6 +23,14 @@ class RayCaster:
             o = np.ascontiguousarray(np.broadcast_to(o, d.shape))
         return self.scene.run(o, d, output=1)
 
+    def occluded(self, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
+        """Whether each ray hits anything (an any-hit query: about twice as fast as :meth:`cast`; shadow rays)."""
+        o = np.ascontiguousarray(origins, dtype=np.float32)
+        d = np.ascontiguousarray(directions, dtype=np.float32)
+        if o.shape != d.shape:
+            o = np.ascontiguousarray(np.broadcast_to(o, d.shape))
+        return self.scene.run(o, d, query="OCCLUDED") >= 0
+
     def outer_surface(self, centre: np.ndarray, directions: np.ndarray, reach: float = 1.0) -> np.ndarray:
         """Distance from ``centre`` to the outermost surface along each direction (NaN on a miss).
 

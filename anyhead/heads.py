@@ -11,7 +11,7 @@ import numpy as np
 from .accessories import ACCESSORY_KINDS, anchors, build_accessories, load_user_accessory
 from .appearance import AppearanceParams, eye_mouth_colors, skin_maps
 from .assets import HeadAsset, Part
-from .hair import HairParams, build_hair
+from .hair import HairParams, build_hair, tuck_under_hat
 from .ict import ICTModel
 from .look import LookParams, eye_texture, eye_uvs, eyelashes, torso_parts
 
@@ -37,7 +37,7 @@ class HeadSpec:
         identity = model.sample_identity(rng, n_modes=cfg.identity_modes, scale=cfg.identity_scale)
         expression = model.sample_expression(rng, max_active=cfg.max_expressions, max_weight=cfg.max_expression_weight)
         app = AppearanceParams.sample(rng)
-        hair = HairParams.sample(rng, color=app.hair_color)
+        hair = HairParams.sample(rng, color=app.hair_color, cfg=cfg.hair)
         acc = [k for k in ACCESSORY_KINDS if rng.random() < getattr(cfg.accessory_prob, k)]
         if "hat" in acc and "headphones" in acc:
             acc.remove("headphones")
@@ -96,7 +96,8 @@ def build_head(model: ICTModel, spec: HeadSpec, texture_size: int,
     skin = model.face_mask(("M_Face", "M_BackHead"))
     hair = build_hair(verts, model.faces[skin], spec.hair)
     parts += hair
-    parts += build_accessories(spec.accessories, model, verts, parts, np.random.default_rng(spec.seed + 7))
+    acc = build_accessories(spec.accessories, model, verts, parts, np.random.default_rng(spec.seed + 7))
+    parts = tuck_under_hat(parts, [p for p in acc if p.name.startswith("hat_")]) + acc  # no cards through a hat
     rng = np.random.default_rng(spec.seed + 11)
     for ua in user_accessories:
         if rng.random() < ua.prob:

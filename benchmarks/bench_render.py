@@ -1,6 +1,6 @@
 """Renderer throughput: views per second per core of the CPU ray-cast renderer.
 
-    python -m benchmarks.bench_render [--views 24] [--res 256 512] [--supersample 2]
+    python -m benchmarks.bench_render [--views 24] [--res 256 512] [--supersample 2] [--style long_straight afro ...] [--quick]
 
 Renders one sampled ICT head (hair, glasses, lashes, shoulders and garment) from a ring of target
 cameras, single-threaded (thread pools pinned to 1), and prints a table. 4x supersampling = 2x2 rays
@@ -40,8 +40,11 @@ def main() -> None:
     ap.add_argument("--res", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--supersample", type=int, default=2)
     ap.add_argument("--lights", choices=["max", "fixed"], default="max")
+    ap.add_argument("--style", nargs="+", default=[None], help="hair styles to time (default: the sampled head's own)")
+    ap.add_argument("--quick", action="store_true", help="only the default row: edge-adaptive supersampling, shadows")
     args = ap.parse_args()
     from anyhead.config import replace
+    from anyhead.hair import HairParams
     from anyhead.heads import HeadSpec, build_head
     from anyhead.ict import ICTModel
     from anyhead.render import HeadRenderer, Lighting
@@ -50,39 +53,42 @@ def main() -> None:
 
     cfg = load_config(args.params, args.profile)
     model = ICTModel.load(cfg.paths.ict_model)
-    spec = HeadSpec.sample(model, 3, cfg.assets)
-    spec.accessories = ["glasses"]
-    asset = build_head(model, spec, cfg.assets.texture_size)
-    r = HeadRenderer(asset)
     rows = []
-    for res in args.res:
-        for adaptive in (True, False):
-            for shadows in (False, True):
-                if args.lights == "fixed":
-                    light = Lighting(shadows=shadows)
-                else:
-                    lcfg = cfg.render.lighting
-                    lcfg = replace(lcfg, {"n_lights": [lcfg.n_lights[1]] * 2, "point_prob": 0.5})
-                    light = Lighting.sample(np.random.default_rng(0), lcfg, shadows=shadows)
-                rig = target_rig(args.views, res, cfg.render.target_pitch)
-                r.render(rig[0][0], light, args.supersample, adaptive=adaptive)  # warm-up
-                t0 = time.process_time()
-                w0 = time.perf_counter()
-                for cam, _, _ in rig:
-                    r.render(cam, light, args.supersample, adaptive=adaptive)
-                cpu = time.process_time() - t0
-                wall = time.perf_counter() - w0
-                light_desc = ", ".join(lt.kind for lt in light.lights)
-                rows.append((res, args.supersample ** 2, "edges" if adaptive else "all pixels", shadows, args.views / cpu,
-                             args.views / wall, 1000 * wall / args.views))
+    light_desc = "fixed key + fill"
+    for style in args.style:
+        spec = HeadSpec.sample(model, 3, cfg.assets)
+        spec.accessories = ["glasses"]
+        if style is not None:
+            spec.hair = HairParams.sample(np.random.default_rng(3), spec.appearance.hair_color, style, cfg.assets.hair)
+        asset = build_head(model, spec, cfg.assets.texture_size)
+        r = HeadRenderer(asset)
+        label = f"{spec.hair.style} ({len(asset.parts)} parts, {sum(len(p.faces) for p in asset.parts)} triangles)"
+        for res in args.res:
+            for adaptive in ((True,) if args.quick else (True, False)):
+                for shadows in ((True,) if args.quick else (False, True)):
+                    if args.lights == "fixed":
+                        light = Lighting(shadows=shadows)
+                    else:
+                        lcfg = cfg.render.lighting
+                        lcfg = replace(lcfg, {"n_lights": [lcfg.n_lights[1]] * 2, "point_prob": 0.5})
+                        light = Lighting.sample(np.random.default_rng(0), lcfg, shadows=shadows)
+                        light_desc = "SH environment + " + ", ".join(lt.kind for lt in light.lights)
+                    rig = target_rig(args.views, res, cfg.render.target_pitch)
+                    r.render(rig[0][0], light, args.supersample, adaptive=adaptive)  # warm-up
+                    t0 = time.process_time()
+                    w0 = time.perf_counter()
+                    for cam, _, _ in rig:
+                        r.render(cam, light, args.supersample, adaptive=adaptive)
+                    cpu = time.process_time() - t0
+                    wall = time.perf_counter() - w0
+                    rows.append((label, res, args.supersample ** 2, "edges" if adaptive else "all pixels", shadows,
+                                 args.views / cpu, args.views / wall, 1000 * wall / args.views))
     print(f"CPU: {cpu_name()} ({os.cpu_count()} cores visible); one process, thread pools pinned to 1")
-    if args.lights == "max":
-        print(f"lighting: SH environment + {cfg.render.lighting.n_lights[1]} lights ({light_desc})")
-    print(f"head: {len(asset.parts)} parts, {sum(len(p.faces) for p in asset.parts)} triangles")
-    print("| res | samples/px | supersampled | shadows | views/s per core (CPU time) | views/s (wall) | ms/view |")
-    print("|---|---|---|---|---|---|---|")
-    for res, spp, where, sh, vps_cpu, vps_wall, ms in rows:
-        print(f"| {res} | {spp} | {where} | {'yes' if sh else 'no'} | {vps_cpu:.1f} | {vps_wall:.1f} | {ms:.0f} |")
+    print(f"lighting: {light_desc}")
+    print("| head (hair style) | res | samples/px | supersampled | shadows | views/s per core (CPU time) | views/s (wall) | ms/view |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, res, spp, where, sh, vps_cpu, vps_wall, ms in rows:
+        print(f"| {label} | {res} | {spp} | {where} | {'yes' if sh else 'no'} | {vps_cpu:.1f} | {vps_wall:.1f} | {ms:.0f} |")
 
 
 if __name__ == "__main__":

@@ -45,14 +45,17 @@ def _surface_points(part, n=3000):
 @pytest.fixture(scope="module")
 def accessorised(ict_model):
     return [_head(ict_model, s, style="short", accessories=["glasses", "hat", "earrings"]) for s in (3, 4)] + [
-        _head(ict_model, 5, style="long", accessories=["glasses", "headphones", "earrings"])]
+        _head(ict_model, 5, style="long_straight", accessories=["glasses", "headphones", "earrings"])]
 
 
 def test_accessories_sit_on_head_without_interpenetration(accessorised):
     checked = 0
     for asset in accessorised:
         for part in asset.parts:
-            if part.name in ("skin", "eyes", "mouth", "eyelashes", "hair", "hair_bun", *BODY_PARTS):
+            # hair is no accessory: long hair_cards hang below the ICT neck's cut (y < -0.15), where the
+            # nearest skin sample is the neck's open rim and a distance along its normal means nothing;
+            # tests/test_hair.py::test_cards_stay_outside_the_skull checks cards against the head instead
+            if part.name in ("skin", "eyes", "mouth", "eyelashes", "hair", "hair_cards", "hair_flyaways", "hair_bun", *BODY_PARTS):
                 continue
             d = _signed_distance_to_skin(asset, _surface_points(part))
             # at most 2 mm inside the skin anywhere (earring posts may touch the lobe)
@@ -73,7 +76,7 @@ def test_glasses_in_front_of_the_eyes(accessorised, ict_model):
         assert 0.005 < centre[2] - eye[2] < 0.035  # in front of it, not inside the face
 
 
-@pytest.mark.parametrize("style", [s for s in STYLES if s != "bald"])
+@pytest.mark.parametrize("style", [s for s in STYLES if s not in ("bald", "receding")])
 def test_hair_covers_the_scalp(ict_model, style):
     asset = _head(ict_model, 11, style=style, accessories=[])
     verts, faces = asset.merged()

@@ -8,14 +8,15 @@ import numpy as np
 
 from ..assets import HeadAsset
 from ..cameras import Camera
-from .raycast import HeadRenderer, Lighting, RenderOutput
+from .raycast import HeadRenderer, Lighting, RenderOutput, _bilinear_flat
 from .rigs import sample_input_camera, target_rig
 
 if TYPE_CHECKING:
     from ..config import RenderConfig
 
-# Parts inside the head that never count as visible surface for geometry metrics.
-INTERIOR_PARTS = ("mouth",)
+# Parts that never count as visible surface for geometry metrics: inside the head, or flyaway hair (sub-pixel wisps
+# that a 64-256 px view's few rays per pixel mostly miss, so no depth map or mask reliably contains them).
+INTERIOR_PARTS = ("mouth", "hair_flyaways")
 
 
 @dataclass
@@ -28,23 +29,45 @@ class ViewRecord:
     extra: dict[str, Any]
 
 
-def sample_surface(asset: HeadAsset, n: int, rng: np.random.Generator, exclude: tuple[str, ...] = INTERIOR_PARTS
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Area-weighted surface samples over all parts: (points, normals, part index)."""
-    tris, parts = [], []
+def sample_surface(asset: HeadAsset, n: int, rng: np.random.Generator, exclude: tuple[str, ...] = INTERIOR_PARTS,
+                   min_alpha: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Area-weighted surface samples over all parts: (points, normals, part index).
+
+    On alpha-textured parts (hair cards) only points whose texel alpha is at least ``min_alpha`` are
+    kept (rejection sampling): the gaps between strand clumps are not surface, and a point there is
+    neither seen by the renderer (rays pass through) nor in any depth map."""
+    tris, parts, uvs, tex = [], [], [], {}
     for i, p in enumerate(asset.parts):
         if p.name in exclude:
             continue
         tris.append(p.vertices[p.faces].astype(np.float64))
         parts.append(np.full(len(p.faces), i))
+        alpha = p.texture is not None and p.texture.ndim == 3 and p.texture.shape[-1] == 4
+        uvs.append(p.face_uv.astype(np.float64) if alpha else np.zeros((len(p.faces), 3, 2)))
+        if alpha:
+            tex[i] = p.texture[..., 3:].astype(np.float32) / 255.0
     tri = np.concatenate(tris)
     part = np.concatenate(parts)
+    face_uv = np.concatenate(uvs)
     cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     area = np.linalg.norm(cross, axis=1) / 2
-    idx = rng.choice(len(tri), size=n, p=area / area.sum())
-    r1, r2 = rng.random(n), rng.random(n)
-    s = np.sqrt(r1)
-    w = np.stack([1 - s, s * (1 - r2), s * r2], 1)
+    prob = area / area.sum()
+    idx_all, w_all, kept = [], [], 0
+    while kept < n:
+        m = (n - kept) * (2 if tex else 1)
+        idx = rng.choice(len(tri), size=m, p=prob)
+        r1, r2 = rng.random(m), rng.random(m)
+        s = np.sqrt(r1)
+        w = np.stack([1 - s, s * (1 - r2), s * r2], 1)
+        ok = np.ones(m, bool)
+        for i, t in tex.items():
+            sel = np.flatnonzero(part[idx] == i)
+            uv = np.einsum("nk,nkc->nc", w[sel], face_uv[idx[sel]])
+            ok[sel] = _bilinear_flat(t, uv)[:, 0] >= min_alpha
+        idx_all.append(idx[ok])
+        w_all.append(w[ok])
+        kept += int(ok.sum())
+    idx, w = np.concatenate(idx_all)[:n], np.concatenate(w_all)[:n]
     pts = np.einsum("nk,nkc->nc", w, tri[idx])
     nrm = cross[idx] / np.maximum(np.linalg.norm(cross[idx], axis=1, keepdims=True), 1e-12)
     return pts, nrm, part[idx]
