@@ -196,6 +196,16 @@ def astronaut() -> Photo:
     return photo_from_array(data.astronaut(), "skimage.data.astronaut", ANALYSIS_MAX_SIDE)
 
 
+def astronaut_png(folder: str | os.PathLike[str]) -> Path:
+    """The astronaut as a PNG in ``folder`` (for tools that take files); written once."""
+    from skimage import data
+
+    path = Path(folder) / "astronaut.png"
+    if not path.exists():
+        Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
 def draw_overlays(p: Portrait) -> dict[str, np.ndarray]:
     """Pictures for docs and the demo: landmarks on the crop, and the template's reprojected points and
     head axes on it (the pose)."""

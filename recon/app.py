@@ -68,13 +68,9 @@ class Demo:
 
     def example_path(self) -> Path:
         """The built-in example portrait as a file (gradio examples are files)."""
-        from PIL import Image
-        from skimage import data
+        from anyhead.photos import astronaut_png
 
-        p = self.work_dir / "astronaut.png"
-        if not p.exists():
-            Image.fromarray(data.astronaut()).save(p)
-        return p
+        return astronaut_png(self.work_dir)
 
     def run(self, photo_path: str | None, focal_mm: float | None = None) -> dict[str, Any]:
         """Analyse and reconstruct one uploaded photo; raises InputError for bad photos."""

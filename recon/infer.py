@@ -43,18 +43,6 @@ log = logging.getLogger(__name__)
 BUILTIN_PORTRAIT = "astronaut"
 
 
-def builtin_portrait() -> Path:
-    """scikit-image's astronaut (Eileen Collins, public domain) as a PNG in a temporary folder."""
-    import tempfile
-
-    from PIL import Image
-    from skimage import data
-
-    path = Path(tempfile.mkdtemp(prefix="anyhead_")) / "astronaut.png"
-    Image.fromarray(data.astronaut()).save(path)
-    return path
-
-
 def load_weights(path: str | Path, device: str) -> tuple[torch.nn.Module, dict]:
     """The model in eval mode on ``device`` and its checkpoint record (the one place that loads weights)."""
     try:
@@ -204,8 +192,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     src = Path(args.portrait)
-    if args.portrait == BUILTIN_PORTRAIT and not src.exists():
-        src = builtin_portrait()
+    if args.portrait == BUILTIN_PORTRAIT and not src.exists():  # scikit-image's astronaut, as a file
+        import tempfile
+
+        from anyhead.photos import astronaut_png
+
+        src = astronaut_png(tempfile.mkdtemp(prefix="anyhead_"))
     if not src.exists():
         raise SystemExit(f"{src}: no such photo or folder")
     weights = args.checkpoint or find_weights()

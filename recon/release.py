@@ -13,7 +13,6 @@ licence, limitations), which only the person releasing knows. ``recon.infer``, t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import torch
 
-from anyhead.io import atomic_path
+from anyhead.io import atomic_path, sha256_file
 
 from .checkpoints import MODEL_FILE, load_model, write_weights
 
@@ -47,14 +46,6 @@ def find_weights(dirs: list[Path] | None = None) -> Path:
     raise SystemExit(f"no Any3DAvatar weights found (looked for {looked}). No weights have been released yet: "
                      "train a model (python -m recon.train, or `make demo`) and pass --checkpoint PATH, "
                      "or put a model.safetensors into weights/ as any3davatar-<name>.safetensors")
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def inference_state(model: torch.nn.Module, dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:

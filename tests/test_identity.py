@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from anyhead.io import sha256_file
 from benchmarks.metrics import identity
 
 pytest.importorskip("dlib")
@@ -132,7 +133,7 @@ def test_arcface_onnx_path(faces, tiny_arcface):
     r = identity.csim(faces["astronaut"], [faces["astronaut"], faces["hopper"]], emb)
     assert r.similarity[0] == pytest.approx(1.0, abs=1e-6) and math.isnan(r.match_rate)
     card = identity.metric_card(emb)
-    assert card["weights_sha256"] == identity.sha256_of(tiny_arcface) and "tiny_arcface.onnx" in card["model"]
+    assert card["weights_sha256"] == sha256_file(tiny_arcface) and "tiny_arcface.onnx" in card["model"]
     with pytest.raises(FileNotFoundError):
         identity.load_embedder("/nonexistent/arcface.onnx")
 

@@ -23,7 +23,6 @@ portrait and each rendered view in which a face is found, with the detection rat
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import math
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from anyhead.io import sha256_file
 
 CARD: dict[str, Any] = {
     "csim": "mean over counted views with a detected face of cos(e_input, e_view), e = face-recognition embedding",
@@ -69,14 +70,6 @@ def _version(dist: str) -> str:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def to_uint8_rgb(image: Any) -> np.ndarray:
@@ -176,7 +169,7 @@ class DlibFaceEmbedder:
     def card(self) -> dict[str, Any]:
         return {"model": f"dlib_face_recognition_resnet_model_v1 (ResNet-29, 128-D) from face_recognition_models "
                          f"{_version('face_recognition_models')}",
-                "weights_sha256": sha256_of(self.model_path), "dlib": _version("dlib-bin"),
+                "weights_sha256": sha256_file(self.model_path), "dlib": _version("dlib-bin"),
                 **self._det.card(),
                 "preprocessing": f"8-bit RGB; 5-point landmarks (shape_predictor_5_face_landmarks); dlib face chip "
                                  f"150 x 150, padding {self.padding}, {self.num_jitters} jitters",
@@ -212,7 +205,7 @@ class ArcFaceOnnxEmbedder:
         self.input_name, self.input_shape = inp.name, shape
         self.mean, self.std = mean, std
         self.name = f"arcface-onnx:{self.path.name}"
-        self.sha256 = sha256_of(self.path)
+        self.sha256 = sha256_file(self.path)
 
     def landmarks5(self, img: np.ndarray, rect: Any) -> np.ndarray:
         """(5, 2) ArcFace landmarks (eye centres, nose tip, mouth corners) from the 68-point predictor."""
