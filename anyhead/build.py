@@ -29,16 +29,15 @@ def asset_tasks(cfg: AssetsConfig, out: Path, ict_model: Path) -> list[Task]:
     shape = {k: v for k, v in to_dict(cfg).items()
              if k not in ("n_identities", "train_only_identities", "train_only_seed", "workers", "scheduler", "scans_dir")}
     tasks = []
-    for i in range(cfg.n_identities):
-        seed = cfg.seed * 1_000_003 + i
-        tid = f"head_{i:05d}"
-        tasks.append(Task(tid, out / tid, plan_hash("ict", seed, shape),
-                          {"kind": "ict", "seed": seed, "model": str(ict_model), "cfg": cfg}))
-    for i in range(cfg.train_only_identities):
-        seed = cfg.train_only_seed * 1_000_003 + i
-        tid = f"train_s{cfg.train_only_seed}_{i:05d}"
-        tasks.append(Task(tid, out / tid, plan_hash("ict", seed, shape, "train"),
-                          {"kind": "ict", "seed": seed, "model": str(ict_model), "cfg": cfg, "fixed_split": "train"}))
+    # (id prefix, seed base, count, fixed split): the split-assigned heads, then the train-only ones
+    groups = (("head_", cfg.seed, cfg.n_identities, None),
+              (f"train_s{cfg.train_only_seed}_", cfg.train_only_seed, cfg.train_only_identities, "train"))
+    for prefix, base, count, split in groups:
+        for i in range(count):
+            seed, tid = base * 1_000_003 + i, f"{prefix}{i:05d}"
+            tasks.append(Task(tid, out / tid, plan_hash("ict", seed, shape, *([split] if split else [])),
+                              {"kind": "ict", "seed": seed, "model": str(ict_model), "cfg": cfg,
+                               **({"fixed_split": split} if split else {})}))
     if cfg.scans_dir:
         for p in list_scans(cfg.scans_dir):
             tid = source_key("scan_", p.relative_to(cfg.scans_dir).as_posix())  # dots, duplicates, long names

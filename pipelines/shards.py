@@ -20,8 +20,9 @@ def main() -> None:
     _, cfg = stage_args(__doc__)
     paths, sc, pc = cfg.paths, cfg.shards, cfg.photos
     heads = read_index(paths.renders / "index.json", "render")
-    ident = {h["id"]: folder_identity(paths.renders / h["id"]) for h in heads}
-    fixed = {ident[h["id"]]: s for h in heads if (s := folder_meta(paths.renders / h["id"]).get("fixed_split"))}
+    metas = {h["id"]: folder_meta(paths.renders / h["id"]) for h in heads}
+    ident = {k: m["identity_id"] for k, m in metas.items()}
+    fixed = {ident[k]: s for k, m in metas.items() if (s := m.get("fixed_split"))}
     split_of = assign_splits(ident.values(), dict(sc.splits), sc.split_seed, fixed)
     manifest = {"convention": CONVENTION, "profile": cfg.name, "splits": {}}
     remove_orphan_temps(paths.shards, "shards")  # e.g. a splits.json temp file of a killed run
