@@ -15,18 +15,9 @@ source scripts/gpu/env.sh
 P=params_compare.yaml  # beside params.yaml, so data paths stay data/gpu/...
 phase=${1:?probe or train}
 
-write_params() {  # $1 out, $2 steps, $3 token_group
-  python3 - "$1" "$2" "$3" <<'PY'
-import sys, yaml
-doc = yaml.safe_load(open("params.yaml"))
-doc["profile"] = "gpu"
-g = doc["profiles"]["gpu"]
-g["train"].update(time_budget_min=None, steps=int(sys.argv[2]), compile=False)
-g["any3davatar"]["token_group"] = int(sys.argv[3])
-g["photos"] = {"builtin_astronaut": False}  # no mediapipe on the device
-g["benchmark"]["csim"] = False  # nor dlib: CSIM is computed where the released weights are evaluated
-open(sys.argv[1], "w").write(yaml.safe_dump(doc, sort_keys=False))
-PY
+write_params() {  # $1 out, $2 steps, $3 token_group (a fixed step count, not a budget; compile off for every row)
+  python3 scripts/gpu/tools.py params "$1" train.time_budget_min=null train.steps="$2" train.compile=false \
+    any3davatar.token_group="$3"
 }
 
 if [ "$phase" = probe ]; then
@@ -44,8 +35,8 @@ if [ "$phase" = probe ]; then
     python3 -m benchmarks.bench_train --params params_probe_g$g.yaml --profile gpu --batches 8 --steps 20 --warmup 5 \
       --variants new > "$RUN/probe_v2_g$g.txt" 2>&1; grep samples/s "$RUN/probe_v2_g$g.txt" | tee -a "$RUN/progress.txt"
   done
-  python3 -c "import yaml; d = yaml.safe_load(open('$P')); d['profiles']['gpu']['any3davatar']['arch_version'] = 1; \
-d['profiles']['gpu']['any3davatar'].update(sh_degree=None, antialiased=False, t_star=0.5); yaml.safe_dump(d, open('params_probe_v1.yaml', 'w'), sort_keys=False)"
+  python3 scripts/gpu/tools.py params params_probe_v1.yaml train.time_budget_min=null train.steps=2000 train.compile=false \
+    any3davatar.arch_version=1 any3davatar.sh_degree=null any3davatar.antialiased=false any3davatar.t_star=0.5
   stamp "probe v1"
   python3 -m benchmarks.bench_train --params params_probe_v1.yaml --profile gpu --batches 8 --steps 20 --warmup 5 \
     --variants new > "$RUN/probe_v1.txt" 2>&1; grep samples/s "$RUN/probe_v1.txt" | tee -a "$RUN/progress.txt"
@@ -79,18 +70,6 @@ for m in $METHODS; do
 done
 stamp "t* sweep"
 python3 -m benchmarks.tsweep --params $P --profile gpu --out "$RUN/eval/any3davatar/tsweep.json" > "$RUN/logs/tsweep.log" 2>&1 || stamp "t* sweep FAILED"
-# v2's weights for the release run's warm start: bf16 (with the auxiliary head), in pieces under the 16 MiB file limit
-python3 - <<'PY'
-import json
-from safetensors import safe_open
-from safetensors.torch import save_file
-import torch
-src = "data/gpu/train/any3davatar/model.safetensors"
-with safe_open(src, "pt") as f:
-    meta = f.metadata()
-    sd = {k: f.get_tensor(k) for k in f.keys()}
-sd = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in sd.items()}
-save_file(sd, "gpu_run/any3davatar_compare_bf16.safetensors", metadata=meta)
-print(json.loads(meta["anyhead"])["step"])
-PY
+# v2's weights for a later warm start: bf16 (with the auxiliary head), small enough to bring back
+python3 scripts/gpu/tools.py bf16 data/gpu/train/any3davatar/model.safetensors gpu_run/any3davatar_compare_bf16.safetensors
 stamp "DONE"

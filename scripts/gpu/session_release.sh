@@ -10,23 +10,12 @@ cd "$(dirname "$0")/../.."
 source scripts/gpu/env.sh
 N=${1:-400}; SEED=${2:-1}; BUDGET=${3:-13}; B=${4:-32}; LR=${5:-8e-4}
 P=params_release.yaml
-write_params() {  # $1 out, $2 compile
-  python3 - "$1" "$N" "$SEED" "$BUDGET" "$B" "$LR" "$2" <<'PY'
-import sys, yaml
-out, n, seed, budget, b, lr, comp = sys.argv[1:]
-doc = yaml.safe_load(open("params.yaml"))
-doc["profile"] = "gpu"
-g = doc["profiles"]["gpu"]
-g["assets"].update(train_only_identities=int(n), train_only_seed=int(seed))
-g["train"].update(time_budget_min=float(budget), steps=100000, batch_size=int(b), lr=float(lr), warmup=200,
-                  ckpt_every=500, compile=comp == "1")
-g["any3davatar"]["token_group"] = 4  # the throughput setting (gpu profile)
-g["photos"] = {"builtin_astronaut": False}  # no mediapipe on the device
-g["benchmark"]["csim"] = False  # nor dlib
-open(out, "w").write(yaml.safe_dump(doc, sort_keys=False))
-PY
+write_params() {  # $1 out, $2 compile (true/false)
+  python3 scripts/gpu/tools.py params "$1" assets.train_only_identities="$N" assets.train_only_seed="$SEED" \
+    train.time_budget_min="$BUDGET" train.steps=100000 train.batch_size="$B" train.lr="$LR" train.warmup=200 \
+    train.ckpt_every=500 train.compile="$2" any3davatar.token_group=4
 }
-write_params $P 1
+write_params $P true
 cp $P "$RUN/params_release.yaml"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw --format=csv > "$RUN/gpu.txt"
 for s in build_assets render captures shards; do
@@ -38,19 +27,11 @@ stamp "train the release model: $BUDGET min, batch $B, lr $LR, compile"
 python3 -m benchmarks.train --method any3davatar --params $P --profile gpu --no-resume > "$RUN/logs/train.log" 2>&1
 if [ ! -f data/gpu/train/any3davatar/metrics.json ]; then  # a compiler failure must not lose the run
   stamp "train with compile FAILED: $(grep -m1 -E 'Error|error' "$RUN/logs/train.log" | cut -c1-200); again without compile"
-  write_params $P 0
+  write_params $P false
   python3 -m benchmarks.train --method any3davatar --params $P --profile gpu --no-resume > "$RUN/logs/train_nocompile.log" 2>&1
 fi
 stamp "trained: $(cat data/gpu/train/any3davatar/metrics.json 2>/dev/null | cut -c1-300)"
-python3 - <<'PY'
-from safetensors import safe_open
-from safetensors.torch import save_file
-import torch
-with safe_open("data/gpu/train/any3davatar/model.safetensors", "pt") as f:
-    meta, sd = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in sd.items()},
-          "gpu_run/release_bf16.safetensors", metadata=meta)
-PY
+python3 scripts/gpu/tools.py bf16 data/gpu/train/any3davatar/model.safetensors gpu_run/release_bf16.safetensors
 stamp "evaluate and t* sweep (side by side)"
 python3 -m benchmarks.tsweep --params $P --profile gpu --out "$RUN/tsweep_release.json" > "$RUN/logs/tsweep.log" 2>&1 &
 python3 -m benchmarks.run --method any3davatar --params $P --profile gpu > "$RUN/logs/eval.log" 2>&1 || stamp "evaluate FAILED"
