@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["fp32", "bf16"], default="bf16")
     ap.add_argument("--arch-version", type=int, choices=[1, 2], default=None, help="override the profile's arch_version")
     ap.add_argument("--token-group", type=int, default=None, help="override the profile's token_group (v2)")
+    ap.add_argument("--graph", action="store_true", help="CUDA only: also time inference replayed as one CUDA graph")
+    ap.add_argument("--compile", action="store_true", help="CUDA only: also time torch.compile(mode='reduce-overhead')")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     over = {"image_size": args.image_size} | ({"patch": args.patch} if args.patch else {}) \
@@ -84,9 +86,41 @@ def main() -> None:
             g = inf(img, w2c, K)
         render(g, w2c[:, None], K[:, None], S, S)
 
+    @torch.no_grad()
+    def gaussians_only():
+        with amp:
+            state["g"] = inf(img, w2c, K)
+
+    steps = [("encoder", enc), ("scaffold tokens + denoiser", den), ("gaussian decoder", dec), ("render 1 view", ren),
+             ("image -> Gaussians", gaussians_only), ("end to end", e2e)]
+    if (args.graph or args.compile) and device.type != "cuda":
+        print("--graph/--compile need CUDA: skipped")
+    elif args.graph:
+        from recon.any3davatar.graphed import GraphedInference
+        graphed = GraphedInference(inf, 1, torch.bfloat16 if args.dtype == "bf16" else torch.float32)
+
+        @torch.no_grad()
+        def graph_gaussians():
+            state["g"] = graphed(img, w2c, K, clone=False)
+
+        @torch.no_grad()
+        def graph_e2e():
+            render(graphed(img, w2c, K, clone=False), w2c[:, None], K[:, None], S, S)
+
+        steps += [("image -> Gaussians, CUDA graph", graph_gaussians), ("end to end, CUDA graph", graph_e2e)]
+    if args.compile and device.type == "cuda":
+        from recon.any3davatar.graphed import compiled_inference
+        cinf = compiled_inference(inf)
+
+        @torch.no_grad()
+        def compiled_e2e():
+            with amp:
+                g = cinf(img, w2c, K)
+            render(g, w2c[:, None], K[:, None], S, S)
+
+        steps += [("end to end, torch.compile reduce-overhead", compiled_e2e)]
     rows = {}
-    for name, fn in [("encoder", enc), ("scaffold tokens + denoiser", den), ("gaussian decoder", dec), ("render 1 view", ren),
-                     ("end to end", e2e)]:
+    for name, fn in steps:
         if name == "encoder":
             fn()
             den()
@@ -107,7 +141,7 @@ def main() -> None:
         **device_record(device), "timer": timer.kind, "dtype": args.dtype,
         "image_size": S, "batch": 1, "gaussians": model.num_gaussians, "anchors": cfg.n_anchors,
         "inference_params": sum(p.numel() for p in inf.parameters()), "aux_head_params_not_run": aux_params,
-        "arch_version": cfg.arch_version, "token_group": cfg.token_group,
+        "arch_version": cfg.arch_version, "token_group": cfg.token_group, "graph": args.graph, "compile": args.compile,
         "inference_weights_mib_bf16": sum(p.numel() for p in inf.parameters()) * 2 / 2**20,
         "median_ms": rows, "peak_memory_mib": peak, "iters": args.iters, "warmup": args.warmup,
         "paper_fastest_ms": PAPER_FASTEST_MS,

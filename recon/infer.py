@@ -127,11 +127,12 @@ def export_mesh(g: Gaussians, path: str | Path, res: int = 256) -> None:
 
 def reconstruct_file(model: torch.nn.Module, ck: dict, portrait: str | Path, out: str | Path, device: str,
                      focal_mm: float | None = None, splat: str | Path | None = None, mesh: str | Path | None = None,
-                     turntable_path: str | Path | None = None) -> dict:
-    """One portrait to a PLY (and optional .splat, mesh, turntable); returns the input info."""
+                     turntable_path: str | Path | None = None, reconstruct=None) -> dict:
+    """One portrait to a PLY (and optional .splat, mesh, turntable); returns the input info.
+    ``reconstruct(image, w2c, K) -> Gaussians`` replaces ``model.reconstruct`` (e.g. a CUDA graph)."""
     image, w2c, K, info = prepare_input(portrait, model.cfg.image_size, focal_mm)
     with torch.no_grad():
-        g = model.reconstruct(image.to(device), w2c.to(device), K.to(device))[0]
+        g = (reconstruct or model.reconstruct)(image.to(device), w2c.to(device), K.to(device))[0]
     save_ply(g, out, antialiased=g.antialiased, extra={"checkpoint_step": ck["step"], "input": info})
     log.info("wrote %s (%d Gaussians)", out, g.num)
     if splat:
@@ -145,6 +146,20 @@ def reconstruct_file(model: torch.nn.Module, ck: dict, portrait: str | Path, out
     return info
 
 
+def folder_reconstructor(model: torch.nn.Module, device: str):
+    """For many photos on a GPU: Any3DAvatar's inference replayed as one CUDA graph (fp32, the same
+    numbers as the eager model up to kernel rounding); None (the eager model) elsewhere or if capture fails."""
+    if torch.device(device).type != "cuda" or not hasattr(model, "inference_module"):
+        return None
+    from recon.any3davatar.graphed import GraphedInference
+
+    try:
+        return GraphedInference(model.inference_module(), batch=1, dtype=torch.float32)
+    except Exception as e:  # a capture failure must not stop the folder: the eager model does the same work
+        log.warning("CUDA graph capture failed (%s); reconstructing eagerly", e)
+        return None
+
+
 def reconstruct_folder(model: torch.nn.Module, ck: dict, folder: Path, out_dir: Path, device: str,
                        focal_mm: float | None, splat: bool, mesh: bool, turntable_gif: bool) -> list[dict]:
     """Every photo in ``folder``; failures are skipped and reported, ``out_dir/report.json`` lists all."""
@@ -156,6 +171,7 @@ def reconstruct_folder(model: torch.nn.Module, ck: dict, folder: Path, out_dir: 
     photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not photos:
         raise SystemExit(f"{folder}: no photos ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    fast = folder_reconstructor(model, device)
     report = []
     for p in tqdm(photos, desc="photos", unit="photo"):
         stem = out_dir / p.stem
@@ -163,7 +179,7 @@ def reconstruct_folder(model: torch.nn.Module, ck: dict, folder: Path, out_dir: 
             info = reconstruct_file(model, ck, p, stem.with_suffix(".ply"), device, focal_mm,
                                     stem.with_suffix(".splat") if splat else None,
                                     stem.with_name(f"{p.stem}_mesh.ply") if mesh else None,
-                                    stem.with_suffix(".gif") if turntable_gif else None)
+                                    stem.with_suffix(".gif") if turntable_gif else None, fast)
             report.append({"photo": str(p), "status": "ok", "ply": str(stem.with_suffix(".ply")), "input": info})
         except InputError as e:
             log.warning("skipped %s", e)

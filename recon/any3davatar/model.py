@@ -376,10 +376,9 @@ class Any3DAvatar(nn.Module):
         out = {"feat": feat, "visible": vis,
                "ray_depth": (a - cam[:, None]).norm(dim=-1) / cam.norm(dim=-1, keepdim=True).clamp_min(1e-6) - 1}
         if self.cfg.mirror:
-            mir = a.new_tensor(vis_mod.MIRROR)
-            am = a * mir
+            am = vis_mod.mirror(a)
             uvm, _ = vis_mod.project(am, w2c, K)
-            vis_m = vis_mod.visible(am, self.normals * mir, w2c, K, zbuf, S, self.cfg.vis_tol) & ~vis
+            vis_m = vis_mod.visible(am, vis_mod.mirror(self.normals), w2c, K, zbuf, S, self.cfg.vis_tol) & ~vis
             out["feat_mirror"] = vis_mod.sample(feat_map, uvm, S) * vis_m[..., None]
             out["visible_mirror"] = vis_m
         return out

@@ -10,7 +10,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-MIRROR = (-1.0, 1.0, 1.0)  # x -> -x in the head frame (+y up, +z out of the face): left <-> right
+
+def mirror(x: torch.Tensor) -> torch.Tensor:
+    """Points or normals (..., 3) mirrored left <-> right: x -> -x in the head frame (+y up, +z out of the
+    face). Pure device ops, no host-to-device copy of a constant, so inference can be captured as a CUDA graph."""
+    return torch.cat([-x[..., :1], x[..., 1:]], -1)
 
 
 def project(points: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
