@@ -84,9 +84,9 @@ class HeadRenderer:
         """Channels-first (structure of arrays) tables for the shading kernels: numpy is fast on long
         contiguous rows and slow on (N, 3) rows, so hits are shaded as (3, N) arrays. Barycentric
         attributes are stored per face as ``c0, c1 - c0, c2 - c0`` (interpolated as ``c0 + u d1 + v d2``)."""
-        def deltas(corner: np.ndarray) -> np.ndarray:  # (F, 3, C) -> (F, 3 * C)
+        def deltas(corner: np.ndarray) -> np.ndarray:  # (F, 3, C) -> (3 * C, F)
             c = corner.astype(np.float32)
-            return np.ascontiguousarray(np.concatenate([c[:, 0], c[:, 1] - c[:, 0], c[:, 2] - c[:, 0]], 1))
+            return np.ascontiguousarray(np.concatenate([c[:, 0], c[:, 1] - c[:, 0], c[:, 2] - c[:, 0]], 1).T)
 
         n_parts = len(self.asset.parts)
         self.normal_table = deltas(self.corner_normals)
@@ -97,6 +97,7 @@ class HeadRenderer:
         rank[order] = np.arange(n_parts)
         self.face_rank = rank[self.face_part]
         self.n_opaque = int((~self.card_part).sum())
+        self.tangent_table = np.ascontiguousarray(self.face_tangent.T)
         self.part_tables: list[dict[str, Any]] = []
         for i in range(n_parts):
             f0, f1 = int(self.face_offset[i]), int(self.face_offset[i + 1])
@@ -105,7 +106,6 @@ class HeadRenderer:
             if self.card_part[i]:
                 t["uv"] = deltas(self.corner_uv[f0:f1])
                 t["tex"] = _soa_texture(self.rgba_lin[i])
-                t["tangent"] = np.ascontiguousarray(self.face_tangent[f0:f1])
             elif self.textures_lin[i] is not None:
                 t["uv"] = deltas(self.corner_uv[f0:f1])
                 t["tex"] = _soa_texture(self.textures_lin[i])
@@ -142,9 +142,9 @@ class HeadRenderer:
             nl = np.maximum(ndl, 0)
             if k == 0 and shadows:
                 li = np.flatnonzero(lit)
-                el = ell if ell.shape[1] == 1 else ell[:, li]
+                el = ell if ell.shape[1] == 1 else ell.take(li, axis=1)
                 # 1 mm off the surface: coarse meshes with smooth normals shadow themselves near the terminator
-                org = pos[:, li] + n[:, li] * np.float32(1e-3) + el * np.float32(1e-3)
+                org = pos.take(li, axis=1) + n.take(li, axis=1) * np.float32(1e-3) + el * np.float32(1e-3)
                 occ = li[self.caster.occluded(org.T, np.broadcast_to(el, org.shape).T)]
                 lit[occ] = False
                 nl[occ] = 0
@@ -221,8 +221,8 @@ class HeadRenderer:
             if k == 0 and shadows:
                 li = np.flatnonzero(wrap > 0)
                 if len(li):
-                    el = ell if ell.shape[1] == 1 else ell[:, li]
-                    org = pos[:, li] + el * np.float32(1e-3)
+                    el = ell if ell.shape[1] == 1 else ell.take(li, axis=1)
+                    org = pos.take(li, axis=1) + el * np.float32(1e-3)
                     occ = li[self.caster.occluded(org.T, np.broadcast_to(el, org.shape).T)]
                     wrap[occ] *= np.float32(0.35)
                     diff[occ] *= np.float32(0.35)
@@ -269,12 +269,12 @@ class HeadRenderer:
         sm = tb.get("spec_map")
         return col, (None if sm is None else _nearest_soa(sm, uv[0], uv[1]))
 
-    def _trace(self, o: np.ndarray, d: np.ndarray, light: Lighting, cam_z: np.ndarray
+    def _trace(self, o: np.ndarray, d: np.ndarray, dT: np.ndarray, light: Lighting, cam_z: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Shade rays front to back: linear colour (3, N) (premultiplied, 0 on misses), coverage in [0, 1],
         camera-z depth, normal (3, N), part id, and the edge key: the first part hit (hair parts as one).
 
-        ``o``: the shared ray origin (3,), ``d``: unit directions (N, 3) float32.
+        ``o``: the shared ray origin (3,), ``d``: unit directions (N, 3) float32, ``dT``: the same (3, N).
 
         A ray continues past surfaces that let light through, up to ``MAX_LAYERS`` hits: alpha cards
         (hair: texel alpha is strand coverage; texels below ``ALPHA_SKIP`` are passed without shading)
@@ -303,23 +303,22 @@ class HeadRenderer:
             ok = np.flatnonzero(prim >= 0)
             if not len(ok):
                 break
-            p = prim[ok]
-            rank = self.face_rank[p]
+            rank = self.face_rank.take(prim.take(ok))
             srt = np.argsort(rank, kind="stable")
-            ok = ok[srt]
-            p = p[srt]
+            ok = ok.take(srt)
+            p = prim.take(ok)
             bounds = np.concatenate([[0], np.cumsum(np.bincount(rank, minlength=n_parts))])
-            ids = idx[ok]
-            u, v, t = hit["u"][ok], hit["v"][ok], hit["tfar"][ok]
-            dv = np.ascontiguousarray(dl.take(ok, axis=0).T)  # (3, M)
+            ids = idx.take(ok)
+            u, v, t = hit["u"].take(ok), hit["v"].take(ok), hit["tfar"].take(ok)
+            dv = dT.take(ok, axis=1)  # (3, M)
             pos = (org.T if org.shape[0] == 1 else org.take(ok, axis=0).T) + dv * t
             if dist is not None:
-                t = t + dist[ok]  # from the camera, over the layers passed
+                t = t + dist.take(ok)  # from the camera, over the layers passed
             view = -dv
             M = len(ok)
             nrm = _interp(self.normal_table, p, u, v)  # (3, M)
             nv = _dot(nrm, view)
-            parts = self.rank_part[rank[srt]]
+            parts = self.rank_part.take(rank.take(srt))
             alpha = np.empty(M, np.float32)
             c = np.zeros((3, M), np.float32)
             shadows = light.shadows and layer == 0  # what is seen through a lens or between strands is shaded without
@@ -367,35 +366,42 @@ class HeadRenderer:
                 sh = np.flatnonzero(alpha[k_op:] > 0)
                 if len(sh):
                     g = sh + k_op
-                    nc = nrm[:, g]
-                    nc *= np.sign(nv[g]) / np.maximum(np.sqrt(_dot(nc, nc)), 1e-9)
-                    nrm[:, g] = nc
-                    tng = np.ascontiguousarray(self.face_tangent.take(p[g], axis=0).T)
-                    c[:, g] = self._shade_hair(nc, tng, rgba[:3, sh], pos[:, g], view[:, g], light, shadows)
-                nrm[:, k_op + np.flatnonzero(alpha[k_op:] <= 0)] = 0  # unshaded texels carry no normal
+                    nc = nrm.take(g, axis=1)
+                    nc *= np.sign(nv.take(g)) / np.maximum(np.sqrt(_dot(nc, nc)), 1e-9)
+                    tng = self.tangent_table.take(p.take(g), axis=1)
+                    hc = self._shade_hair(nc, tng, rgba[:3].take(sh, axis=1), pos.take(g, axis=1), view.take(g, axis=1),
+                                          light, shadows)
+                    nrm[:, k_op:] = 0  # unshaded texels carry no normal
+                    for ch in range(3):
+                        nrm[ch, g] = nc[ch]
+                        c[ch, g] = hc[ch]
+                else:
+                    nrm[:, k_op:] = 0
             card = np.zeros(M, bool)
             card[k_op:] = True
-            tr = trans[ids]
-            w = tr * alpha
-            color[:, ids] += w * c
+            tr = trans.take(ids)
+            c *= tr * alpha
+            for ch in range(3):
+                color[ch, ids] += c[ch]
             tr *= 1 - alpha
             trans[ids] = tr
-            rec = ~done[ids] & ((~card) | (tr <= 0.5) | ((alpha > 0) & (depth[ids] == 0)))
-            ri = ids[rec]
-            dr = dv[:, rec]
-            depth[ri] = t[rec] * (cam_z @ dr)
-            normal[:, ri] = nrm[:, rec]
-            part[ri] = parts[rec]
-            done[ri] = (~card[rec]) | (tr[rec] <= 0.5)
+            rec = np.flatnonzero(~done.take(ids) & ((~card) | (tr <= 0.5) | ((alpha > 0) & (depth.take(ids) == 0))))
+            ri = ids.take(rec)
+            depth[ri] = t.take(rec) * (cam_z @ dv).take(rec)
+            for ch in range(3):
+                normal[ch, ri] = nrm[ch].take(rec)
+            part[ri] = parts.take(rec)
+            done[ri] = (~card.take(rec)) | (tr.take(rec) <= 0.5)
             if layer == 0:  # the first surface hit, transparent texels included: texel alpha is coverage already, so
                 key[ids] = self.edge_group[parts]  # gaps in a card are no edges (its outline and hair over skin are)
             go = np.flatnonzero(tr > TRANS_STOP)
             if not len(go) or layer == MAX_LAYERS - 1:
                 break
-            idx = ids[go]
-            dist = t[go] + np.float32(1e-4)
-            dl = np.ascontiguousarray(dv[:, go].T)
-            org = np.ascontiguousarray((pos[:, go] + dv[:, go] * np.float32(1e-4)).T)
+            idx = ids.take(go)
+            dist = t.take(go) + np.float32(1e-4)
+            dT = dg = dv.take(go, axis=1)
+            dl = np.ascontiguousarray(dg.T)
+            org = np.ascontiguousarray((pos.take(go, axis=1) + dg * np.float32(1e-4)).T)
         return color, 1.0 - trans, depth, normal, part, key
 
     def render(self, cam: Camera, light: Lighting | None = None, supersample: int = 2,
@@ -415,13 +421,18 @@ class HeadRenderer:
         bg = srgb_to_linear(np.asarray(background)).astype(np.float32)
         cam_z = cam.w2c[2, :3].astype(np.float32)
         c2w = invert_rigid(cam.w2c)
-        A = c2w[:3, :3] @ np.linalg.inv(cam.K)
+        A = (c2w[:3, :3] @ np.linalg.inv(cam.K)).astype(np.float32)
         origin = c2w[:3, 3]
 
         def trace(x: np.ndarray, y: np.ndarray):
-            d = A[:, :1] * x + A[:, 1:2] * y + A[:, 2:]  # (3, N) float64, as cameras.rays_through
-            d /= np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
-            return self._trace(origin, np.ascontiguousarray(d.T, np.float32), light, cam_z)
+            x, y = x.astype(np.float32), y.astype(np.float32)
+            d = np.empty((3, len(x)), np.float32)  # as cameras.rays_through, in float32
+            for k in range(3):
+                np.multiply(x, A[k, 0], out=d[k])
+                d[k] += y * A[k, 1]
+                d[k] += A[k, 2]
+            d *= 1.0 / np.sqrt(_dot(d, d))
+            return self._trace(origin, np.ascontiguousarray(d.T), d, light, cam_z)
 
         x0, x1, y0, y1 = self._screen_box(cam)
         color = np.zeros((3, H, W), np.float32)
@@ -471,15 +482,19 @@ class HeadRenderer:
                 off = (np.arange(s) + 0.5) / s
                 ox, oy = np.tile(off, s), np.repeat(off, s)  # row-major s x s sub-pixel grid
                 c2, h2, _, _, _, _ = trace((cols[:, None] + ox).ravel(), (rows[:, None] + oy).ravel())
-                color[:, rows, cols] = c2.reshape(3, -1, s * s).mean(2)
-                cov[rows, cols] = h2.reshape(-1, s * s).mean(1)
+                flat = rows * W + cols
+                c2 = c2.reshape(3, -1, s * s).sum(2)
+                c2 *= np.float32(1 / (s * s))
+                for ch in range(3):
+                    color[ch].reshape(-1)[flat] = c2[ch]
+                cov.reshape(-1)[flat] = h2.reshape(-1, s * s).sum(1) * np.float32(1 / (s * s))
         # empty pixels are the background: tone-map and encode only the covered ones (same values, less work)
         out = np.empty((H, W, 3), np.uint8)
         out[...] = (linear_to_srgb(bg) * 255 + 0.5).astype(np.uint8)
         fg = np.flatnonzero(cov.ravel() > 0)
         if len(fg):
             cf = cov.ravel()[fg]
-            lin = color.reshape(3, -1)[:, fg]
+            lin = color.reshape(3, -1).take(fg, axis=1)
             out.reshape(-1, 3)[fg] = _encode_srgb(_tonemap(lin) + bg[:, None] * (1 - cf)).T
         return RenderOutput(out, cov, dep, np.ascontiguousarray(np.moveaxis(nor, 0, -1)), prt)
 
@@ -522,9 +537,9 @@ def _sh_irradiance(n: np.ndarray, light: Lighting) -> np.ndarray:
 
 
 def _interp(table: np.ndarray, f: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Barycentric interpolation of a per-face ``c0, c1 - c0, c2 - c0`` table (F, 3 C) at hits on faces ``f``
+    """Barycentric interpolation of a per-face ``c0, c1 - c0, c2 - c0`` table (3 C, F) at hits on faces ``f``
     -> (C, N)."""
-    g = np.ascontiguousarray(table.take(f, axis=0).T)
+    g = table.take(f, axis=1)
     C = len(g) // 3
     out = g[:C]
     out += g[C:2 * C] * u
