@@ -303,10 +303,11 @@ class HeadRenderer:
             ok = np.flatnonzero(prim >= 0)
             if not len(ok):
                 break
-            rank = self.face_rank.take(prim.take(ok))
+            p = prim.take(ok).astype(np.intp)  # take converts other index types on every call
+            rank = self.face_rank.take(p)
             srt = np.argsort(rank, kind="stable")
             ok = ok.take(srt)
-            p = prim.take(ok)
+            p = p.take(srt)
             bounds = np.concatenate([[0], np.cumsum(np.bincount(rank, minlength=n_parts))])
             ids = idx.take(ok)
             u, v, t = hit["u"].take(ok), hit["v"].take(ok), hit["tfar"].take(ok)
@@ -563,7 +564,7 @@ def _bilinear_soa(tex: dict[str, Any], u: np.ndarray, v: np.ndarray) -> np.ndarr
     y = (1.0 - (v - np.floor(v))) * H - 0.5
     xf, yf = np.floor(x), np.floor(y)
     fx, fy = x - xf, y - yf
-    x0, y0 = _wrap(xf.astype(np.int32), W), _wrap(yf.astype(np.int32), H)
+    x0, y0 = _wrap(xf.astype(np.intp), W), _wrap(yf.astype(np.intp), H)
     x1, y1 = _wrap(x0 + 1, W), _wrap(y0 + 1, H)
     r0, r1 = y0 * W, y1 * W
     i00, i01, i10, i11 = r0 + x0, r0 + x1, r1 + x0, r1 + x1
@@ -585,8 +586,8 @@ def _bilinear_soa(tex: dict[str, Any], u: np.ndarray, v: np.ndarray) -> np.ndarr
 def _nearest_soa(tex: dict[str, Any], u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """:func:`_nearest` on a channels-first texture -> (C, N)."""
     H, W, ch = tex["H"], tex["W"], tex["ch"]
-    x = _wrap(((u - np.floor(u)) * W).astype(np.int32), W)
-    y = _wrap(((1.0 - (v - np.floor(v))) * H).astype(np.int32), H)
+    x = _wrap(((u - np.floor(u)) * W).astype(np.intp), W)
+    y = _wrap(((1.0 - (v - np.floor(v))) * H).astype(np.intp), H)
     return ch.take(y * W + x, axis=1)
 
 
