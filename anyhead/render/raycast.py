@@ -23,7 +23,7 @@ from ..appearance import linear_to_srgb, srgb_to_linear
 from ..assets import MATERIALS, HeadAsset
 from ..cameras import Camera
 from ..geometry import RayCaster, vertex_normals
-from .lighting import Light, Lighting, sh_irradiance
+from .lighting import _BAND, Light, Lighting
 
 __all__ = ["HeadRenderer", "Light", "Lighting", "RenderOutput"]
 
@@ -77,78 +77,99 @@ class HeadRenderer:
             for p in asset.parts]).astype(np.float32)
         self.corner_uv = np.concatenate([
             p.face_uv if p.face_uv is not None else np.zeros((len(p.faces), 3, 2), np.float32) for p in asset.parts])
+        self._init_tables()
+
+    # -- per-head tables (built once; every view reuses them) ----------------------------------
+    def _init_tables(self) -> None:
+        """Channels-first (structure of arrays) tables for the shading kernels: numpy is fast on long
+        contiguous rows and slow on (N, 3) rows, so hits are shaded as (3, N) arrays. Barycentric
+        attributes are stored per face as ``c0, c1 - c0, c2 - c0`` (interpolated as ``c0 + u d1 + v d2``)."""
+        def deltas(corner: np.ndarray) -> np.ndarray:  # (F, 3, C) -> (3 * C, F)
+            c = corner.astype(np.float32)
+            return np.ascontiguousarray(np.concatenate([c[:, 0], c[:, 1] - c[:, 0], c[:, 2] - c[:, 0]], 1).T)
+
+        n_parts = len(self.asset.parts)
+        self.normal_table = deltas(self.corner_normals)
+        # hits are sorted by part, opaque parts first and cards last: every part is one contiguous slice
+        order = sorted(range(n_parts), key=lambda i: (bool(self.card_part[i]), i))
+        self.rank_part = np.array(order, np.int64)  # part of each rank
+        rank = np.empty(n_parts, np.int16)
+        rank[order] = np.arange(n_parts)
+        self.face_rank = rank[self.face_part]
+        self.n_opaque = int((~self.card_part).sum())
+        self.tangent_table = np.ascontiguousarray(self.face_tangent.T)
+        self.part_tables: list[dict[str, Any]] = []
+        for i in range(n_parts):
+            f0, f1 = int(self.face_offset[i]), int(self.face_offset[i + 1])
+            t: dict[str, Any] = {"f0": f0, "alpha": float(self.opacity[i]), "ks": float(self.spec[i, 0]),
+                                 "shin": float(self.spec[i, 1]), "scatter": self.scatter[i]}
+            if self.card_part[i]:
+                t["uv"] = deltas(self.corner_uv[f0:f1])
+                t["tex"] = _soa_texture(self.rgba_lin[i])
+            elif self.textures_lin[i] is not None:
+                t["uv"] = deltas(self.corner_uv[f0:f1])
+                t["tex"] = _soa_texture(self.textures_lin[i])
+                if self.spec_maps[i] is not None:
+                    t["spec_map"] = _soa_texture(self.spec_maps[i])
+            else:
+                t["color"] = deltas(self.corner_colors[f0:f1])
+            self.part_tables.append(t)
 
     # -- shading ----------------------------------------------------------------------------
-    def _albedo(self, prim: np.ndarray, bary: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Linear albedo, specular strength and shininess at each hit."""
-        parts = self.face_part[prim]
-        out = np.einsum("nk,nkc->nc", bary, self.corner_colors[prim])
-        ks, shin = self.spec[parts].T
-        for i, tex in enumerate(self.textures_lin):
-            if tex is None:
-                continue
-            sel = np.flatnonzero(parts == i)
-            if not len(sel):
-                continue
-            uv = np.einsum("nk,nkc->nc", bary[sel], self.corner_uv[prim[sel]])
-            out[sel] = _bilinear_flat(tex, uv)
-            sm = self.spec_maps[i]
-            if sm is not None:
-                m = _nearest(sm, uv)
-                ks[sel] *= m[:, 0]
-                shin[sel] *= m[:, 1]
-        return out, ks, shin
+    def _light_dirs(self, lt: Light, n: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Direction to the light (3, N) or (3, 1), n.l (N,), and the point light's falloff (N,) or None."""
+        if lt.kind == "point":
+            lv = np.asarray(lt.vector, np.float32)
+            to_l = lv[:, None] - pos
+            dist2 = _dot(to_l, to_l)
+            ell = to_l * (1.0 / np.sqrt(dist2))
+            return ell, _dot(n, ell), np.float32(float(np.dot(lt.vector, lt.vector))) / dist2
+        e = _unit(lt.vector).astype(np.float32)
+        return e[:, None], e @ n, None
 
-    def _shade(self, prim: np.ndarray, bary: np.ndarray, pos: np.ndarray, view: np.ndarray, light: Lighting,
-               shadows: bool) -> tuple[np.ndarray, np.ndarray]:
-        n = np.einsum("nk,nkc->nc", bary, self.corner_normals[prim])
-        n /= np.maximum(np.sqrt(np.einsum("ij,ij->i", n, n)), 1e-9)[:, None]
-        flip = np.einsum("ij,ij->i", n, view) < 0  # two-sided: face the viewer (view points to the camera)
-        n[flip] *= -1
-        albedo, ks, shin = self._albedo(prim, bary)
-        scatter = self.scatter[self.face_part[prim]]  # (N, 3), 0 off skin
-        irr = sh_irradiance(n, light.sh_matrix())  # diffuse ambient
-        spec_acc = np.zeros((len(n), 3), np.float32)
+    def _shade(self, n: np.ndarray, view: np.ndarray, pos: np.ndarray, albedo: np.ndarray, ks: np.ndarray,
+               shin: np.ndarray, skin: list[tuple[int, int, np.ndarray]], light: Lighting, shadows: bool) -> np.ndarray:
+        """Opaque surfaces, channels first: normals ``n`` (3, N) facing the viewer, ``ks`` already holds the
+        Blinn-Phong normalisation ``ks (shin + 8) / (8 pi) * 4``; ``skin``: (start, end, per-channel exponent)
+        slices with the soft subsurface falloff. Returns linear colour (3, N)."""
+        irr = _sh_irradiance(n, light)
+        spec_acc = np.zeros_like(irr)
         for k, lt in enumerate(light.lights):
-            if lt.kind == "point":
-                to_l = np.asarray(lt.vector, np.float32)[None] - pos
-                dist2 = np.einsum("ij,ij->i", to_l, to_l)
-                ell = to_l / np.sqrt(dist2)[:, None]
-                ndl = np.einsum("ij,ij->i", n, ell)
-            else:
-                e = _unit(lt.vector).astype(np.float32)
-                ndl = n @ e
-            lit = np.flatnonzero(ndl > 0)  # only lit points get diffuse, specular and a shadow ray
-            if not len(lit):
+            ell, ndl, fall = self._light_dirs(lt, n, pos)
+            lit = ndl > 0  # only lit points get diffuse, specular and a shadow ray
+            if not lit.any():
                 continue
-            nl = ndl[lit]
-            if lt.kind == "point":
-                ell = ell[lit]
-                lcol = np.asarray(lt.color, np.float32)[None] * (float(np.dot(lt.vector, lt.vector)) / dist2[lit])[:, None]
-            else:
-                ell = np.broadcast_to(e, (len(lit), 3))
-                lcol = np.asarray(lt.color, np.float32)[None]
+            nl = np.maximum(ndl, 0)
             if k == 0 and shadows:
+                li = np.flatnonzero(lit)
+                el = ell if ell.shape[1] == 1 else ell.take(li, axis=1)
                 # 1 mm off the surface: coarse meshes with smooth normals shadow themselves near the terminator
-                keep = ~self.caster.occluded(pos[lit] + n[lit] * 1e-3 + ell * 1e-3, ell)
-                lit, nl, ell = lit[keep], nl[keep], ell[keep]
-                lcol = lcol[keep] if len(lcol) > 1 else lcol
+                org = pos.take(li, axis=1) + n.take(li, axis=1) * np.float32(1e-3) + el * np.float32(1e-3)
+                occ = li[self.caster.occluded(org.T, np.broadcast_to(el, org.shape).T)]
+                lit[occ] = False
+                nl[occ] = 0
             # soft scatter: (n.l)^(1 / (1 + 2 w)) per channel (w = 0 is Lambert): red rises fastest from the
             # terminator, a reddish soft band; nothing past the terminator, so cast shadows stay consistent
-            diff = np.repeat(nl[:, None], 3, 1)
-            sk = np.flatnonzero(scatter[lit, 0] > 0)
-            if len(sk):  # x ** a = exp(a log x): one log for the three channels
-                diff[sk] = np.exp(np.log(nl[sk])[:, None] * (1.0 / (1.0 + 2.0 * scatter[lit[sk]])))
-            v = view[lit]
-            h = v + ell
-            h /= np.maximum(np.sqrt(np.einsum("ij,ij->i", h, h)), 1e-9)[:, None]
-            fres = 0.04 + 0.96 * (1 - np.clip(np.einsum("ij,ij->i", v, h), 0, 1)) ** 5
-            sh_ = shin[lit]
-            spec = ks[lit] * (sh_ + 8) / (8 * np.pi) * np.clip(np.einsum("ij,ij->i", n[lit], h), 0, 1) ** sh_ * fres * 4
-            irr[lit] += diff * lcol
-            spec_acc[lit] += spec[:, None] * lcol
-        col = albedo * irr + spec_acc
-        return col.astype(np.float32), n
+            diff = np.broadcast_to(nl, irr.shape)
+            if skin:
+                diff = diff.copy()
+                for s, e_, a in skin:
+                    diff[:, s:e_] = nl[s:e_] ** a[:, None]
+            h = view + ell
+            h *= 1.0 / np.maximum(np.sqrt(_dot(h, h)), 1e-9)
+            f = 1 - np.clip(_dot(view, h), 0, 1)
+            f2 = f * f
+            fres = 0.04 + 0.96 * (f2 * f2 * f)
+            spec = ks * np.clip(_dot(n, h), 0, 1) ** shin * fres * lit
+            lcol = np.asarray(lt.color, np.float32)[:, None]
+            if fall is not None:
+                diff = diff * fall
+                spec *= fall
+            irr += diff * lcol
+            spec_acc += spec * lcol
+        irr *= albedo
+        irr += spec_acc
+        return irr
 
     # -- alpha-textured hair cards ------------------------------------------------------------
     def _init_cards(self, asset: HeadAsset) -> None:
@@ -177,59 +198,37 @@ class HeadRenderer:
             self.face_tangent[self.face_offset[i]:self.face_offset[i + 1]] = tv / np.maximum(
                 np.linalg.norm(tv, axis=1, keepdims=True), 1e-12)
 
-    def _card_rgba(self, prim: np.ndarray, bary: np.ndarray) -> np.ndarray:
-        """Linear RGB and alpha of card hits (all ``prim`` on card parts)."""
-        parts = self.face_part[prim]
-        out = np.zeros((len(prim), 4), np.float32)
-        for i in np.flatnonzero(self.card_part):
-            sel = np.flatnonzero(parts == i)
-            if len(sel):
-                uv = np.einsum("nk,nkc->nc", bary[sel], self.corner_uv[prim[sel]])
-                out[sel] = _bilinear_flat(self.rgba_lin[i], uv)
-        return out
-
-    def _shade_hair(self, prim: np.ndarray, bary: np.ndarray, albedo: np.ndarray, pos: np.ndarray, view: np.ndarray,
-                    light: Lighting, shadows: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _shade_hair(self, n: np.ndarray, t: np.ndarray, albedo: np.ndarray, pos: np.ndarray, view: np.ndarray,
+                    light: Lighting, shadows: bool) -> np.ndarray:
         """Kajiya-Kay hair shading along the card's strand tangent under the same lighting as the rest
         of the head: ambient is the SH environment's irradiance at the card normal (hair is a volume, so
         it is not tangent-based); each light (directional or point, with the same falloff as ``_shade``)
         adds a diffuse term that follows the angle to the strand (sin T.L, wrapped around the card
         normal), a white primary highlight shifted towards the tip and a tinted secondary one shifted
         towards the root. Hard shadows of the key light (the first light) soften to 35% (light passes
-        between strands)."""
-        n = np.einsum("nk,nkc->nc", bary, self.corner_normals[prim]).astype(np.float32, copy=False)
-        n *= (np.sign(np.einsum("ij,ij->i", n, view)) / np.maximum(np.sqrt(np.einsum("ij,ij->i", n, n)), 1e-9))[:, None]
-        t = self.face_tangent[prim]
-        irr = sh_irradiance(n, light.sh_matrix())
-        spec_acc = np.zeros((len(n), 3), np.float32)
-        t1 = t + 0.15 * n  # highlight shifts (cuticle tilt): primary towards the tip, secondary towards the root
-        t2 = t - 0.25 * n
-        t1 /= np.sqrt(np.einsum("ij,ij->i", t1, t1))[:, None]
-        t2 /= np.sqrt(np.einsum("ij,ij->i", t2, t2))[:, None]
+        between strands). Channels first: ``n`` (3, N) facing the viewer, ``t`` (3, N) the strand tangent."""
+        irr = _sh_irradiance(n, light)
+        spec_acc = np.zeros_like(irr)
+        t1 = t + np.float32(0.15) * n  # highlight shifts (cuticle tilt): primary towards the tip, secondary towards the root
+        t2 = t - np.float32(0.25) * n
+        t1 *= 1.0 / np.sqrt(_dot(t1, t1))
+        t2 *= 1.0 / np.sqrt(_dot(t2, t2))
         for k, lt in enumerate(light.lights):
-            if lt.kind == "point":
-                to_l = np.asarray(lt.vector, np.float32)[None] - pos
-                dist2 = np.einsum("ij,ij->i", to_l, to_l)
-                ell = to_l / np.sqrt(dist2)[:, None]
-                lcol = np.asarray(lt.color, np.float32)[None] * (float(np.dot(lt.vector, lt.vector)) / dist2)[:, None]
-                ndl, tl = np.einsum("ij,ij->i", n, ell), np.einsum("ij,ij->i", t, ell)
-            else:
-                e = _unit(lt.vector).astype(np.float32)
-                ell = np.broadcast_to(e, n.shape)
-                lcol = np.asarray(lt.color, np.float32)[None]
-                ndl, tl = n @ e, t @ e
+            ell, ndl, fall = self._light_dirs(lt, n, pos)
+            tl = _dot(t, ell) if ell.shape[1] > 1 else ell[:, 0] @ t
             wrap = np.clip((ndl + 0.4) * (1 / 1.4), 0, 1)
             diff = np.sqrt(np.clip(1 - tl * tl, 0, 1)) * wrap
             if k == 0 and shadows:
-                lit = np.flatnonzero(wrap > 0)
-                if len(lit):
-                    shade = np.ones(len(n), np.float32)
-                    shade[lit[self.caster.occluded(pos[lit] + ell[lit] * 1e-3, ell[lit])]] = 0.35
-                    wrap *= shade
-                    diff *= shade
+                li = np.flatnonzero(wrap > 0)
+                if len(li):
+                    el = ell if ell.shape[1] == 1 else ell.take(li, axis=1)
+                    org = pos.take(li, axis=1) + el * np.float32(1e-3)
+                    occ = li[self.caster.occluded(org.T, np.broadcast_to(el, org.shape).T)]
+                    wrap[occ] *= np.float32(0.35)
+                    diff[occ] *= np.float32(0.35)
             h = view + ell
-            h /= np.sqrt(np.einsum("ij,ij->i", h, h))[:, None]
-            th1, th2 = np.einsum("ij,ij->i", t1, h), np.einsum("ij,ij->i", t2, h)
+            h *= 1.0 / np.sqrt(_dot(h, h))
+            th1, th2 = _dot(t1, h), _dot(t2, h)
             x1 = np.clip(1 - th1 * th1, 0, 1)  # sin^2(T, H); powers by squaring (np.power is slow)
             x2 = np.clip(1 - th2 * th2, 0, 1)
             x1_8 = x1 * x1
@@ -242,85 +241,168 @@ class HeadRenderer:
             x2_8 *= x2_8
             s1 = x1_32 * x1_8  # sin(T, H) ** 80
             s2 = x2_8 * x2_2  # sin(T, H) ** 20
-            irr += (diff + 0.25 * s2 * wrap)[:, None] * lcol
-            spec_acc += (0.12 * s1 * wrap)[:, None] * lcol
-        return (albedo * irr + spec_acc).astype(np.float32), n
+            d = diff + 0.25 * s2 * wrap
+            sp = 0.12 * s1 * wrap
+            if fall is not None:
+                d *= fall
+                sp *= fall
+            lcol = np.asarray(lt.color, np.float32)[:, None]
+            irr += d * lcol
+            spec_acc += sp * lcol
+        irr *= albedo
+        irr += spec_acc
+        return irr
 
     # -- rendering --------------------------------------------------------------------------
-    def _trace(self, o: np.ndarray, d: np.ndarray, light: Lighting, bg_lin: np.ndarray, cam_z: np.ndarray
+    def _surface(self, p: np.ndarray, u: np.ndarray, v: np.ndarray, lo: int, hi: int, part: int
+                 ) -> tuple[np.ndarray, ...]:
+        """Texture / vertex-colour lookups of hits ``lo:hi`` (all on ``part``): colour (C, n), and the
+        specular strength and shininess scales (or None)."""
+        tb = self.part_tables[part]
+        fi = p[lo:hi] - tb["f0"]
+        uu, vv = u[lo:hi], v[lo:hi]
+        if "color" in tb:
+            g = _interp(tb["color"], fi, uu, vv)
+            return g, None
+        uv = _interp(tb["uv"], fi, uu, vv)
+        col = _bilinear_soa(tb["tex"], uv[0], uv[1])
+        sm = tb.get("spec_map")
+        return col, (None if sm is None else _nearest_soa(sm, uv[0], uv[1]))
+
+    def _trace(self, o: np.ndarray, d: np.ndarray, dT: np.ndarray, light: Lighting, cam_z: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Shade rays front to back: linear colour (premultiplied, 0 on misses), coverage in [0, 1],
-        camera-z depth, normal, part id, and the edge key: the first part hit (hair parts as one).
+        """Shade rays front to back: linear colour (3, N) (premultiplied, 0 on misses), coverage in [0, 1],
+        camera-z depth, normal (3, N), part id, and the edge key: the first part hit (hair parts as one).
+
+        ``o``: the shared ray origin (3,), ``d``: unit directions (N, 3) float32, ``dT``: the same (3, N).
 
         A ray continues past surfaces that let light through, up to ``MAX_LAYERS`` hits: alpha cards
         (hair: texel alpha is strand coverage; texels below ``ALPHA_SKIP`` are passed without shading)
         and the transparent lens layer. Colour and coverage accumulate front to back; depth, normal and
         part are those of the first opaque-enough hit: an opaque part, or the card where the coverage
-        reaches 0.5 (else the first card hit)."""
+        reaches 0.5 (else the first card hit).
+
+        Hits are shaded sorted by part (opaque parts first, then cards), so every part's lookups run
+        on one contiguous slice and the lighting on two (opaque, cards)."""
         n = len(d)
-        color = np.zeros((n, 3), np.float32)
-        normal = np.zeros((n, 3), np.float32)
+        color = np.zeros((3, n), np.float32)
+        normal = np.zeros((3, n), np.float32)
         depth = np.zeros(n, np.float32)
         part = np.full(n, -1, np.int16)
         trans = np.ones(n, np.float32)
         done = np.zeros(n, bool)  # depth etc. recorded
-        idx = np.arange(n)
-        org = o
-        dist = np.zeros(n, np.float32)  # ray length up to the current origin
-        behind_lens = np.zeros(n, bool)
         key = np.full(n, -1, np.int16)  # the first part hit: where adaptive supersampling looks for edges
+        idx = np.arange(n)
+        org: np.ndarray = np.asarray(o, np.float32)[None]
+        dl = d
+        dist = None  # ray length up to the current origin (0 on the first layer)
+        n_parts = len(self.asset.parts)
         for layer in range(MAX_LAYERS):
-            hit = self.caster.cast(org, d[idx])
-            ok = np.flatnonzero(hit["primID"] >= 0)
+            hit = self.caster.cast(org, dl)
+            prim = hit["primID"]
+            ok = np.flatnonzero(prim >= 0)
             if not len(ok):
                 break
-            idx, org = idx[ok], org[ok]
-            p = hit["primID"][ok]
-            t = hit["tfar"][ok]
-            dv = d[idx]
-            bary = np.stack([1 - hit["u"][ok] - hit["v"][ok], hit["u"][ok], hit["v"][ok]], 1)
-            pos = org + dv * t[:, None]
-            t = t + dist[idx]  # from the camera, over the layers passed
-            parts = self.face_part[p]
-            alpha = self.opacity[parts].copy()
-            card = self.card_part[parts]
-            c = np.zeros((len(p), 3), np.float32)
-            nrm = np.zeros((len(p), 3), np.float32)
-            if card.any():
-                ci = np.flatnonzero(card)
-                rgba = self._card_rgba(p[ci], bary[ci])
-                a = alpha[ci] * rgba[:, 3]
-                if layer == MAX_LAYERS - 1:  # the last layer closes the pixel, gaps included (their colour is the
-                    a = alpha[ci]  # hair's base colour): inside a hairdo no ray runs out of layers onto the background
-                alpha[ci] = np.where(a < ALPHA_SKIP, 0.0, a)
-                sh = ci[alpha[ci] > 0]
+            p = prim.take(ok).astype(np.intp)  # take converts other index types on every call
+            rank = self.face_rank.take(p)
+            srt = np.argsort(rank, kind="stable")
+            ok = ok.take(srt)
+            p = p.take(srt)
+            bounds = np.concatenate([[0], np.cumsum(np.bincount(rank, minlength=n_parts))])
+            ids = idx.take(ok)
+            u, v, t = hit["u"].take(ok), hit["v"].take(ok), hit["tfar"].take(ok)
+            dv = dT.take(ok, axis=1)  # (3, M)
+            pos = (org.T if org.shape[0] == 1 else org.take(ok, axis=0).T) + dv * t
+            if dist is not None:
+                t = t + dist.take(ok)  # from the camera, over the layers passed
+            view = -dv
+            M = len(ok)
+            nrm = _interp(self.normal_table, p, u, v)  # (3, M)
+            nv = _dot(nrm, view)
+            parts = self.rank_part.take(rank.take(srt))
+            alpha = np.empty(M, np.float32)
+            c = np.zeros((3, M), np.float32)
+            shadows = light.shadows and layer == 0  # what is seen through a lens or between strands is shaded without
+            # opaque parts
+            k_op = int(bounds[self.n_opaque])
+            if k_op:
+                nrm_o = nrm[:, :k_op]
+                nrm_o *= np.where(nv[:k_op] < 0, -1.0, 1.0).astype(np.float32) / np.maximum(
+                    np.sqrt(_dot(nrm_o, nrm_o)), 1e-9)  # two-sided: face the viewer
+                albedo = np.empty((3, k_op), np.float32)
+                ks = np.empty(k_op, np.float32)
+                shin = np.empty(k_op, np.float32)
+                skin = []
+                for r in range(self.n_opaque):
+                    lo, hi = int(bounds[r]), int(bounds[r + 1])
+                    if lo == hi:
+                        continue
+                    pi = int(self.rank_part[r])
+                    tb = self.part_tables[pi]
+                    albedo[:, lo:hi], sm = self._surface(p, u, v, lo, hi, pi)
+                    alpha[lo:hi] = tb["alpha"]
+                    if sm is None:
+                        ks[lo:hi] = tb["ks"]
+                        shin[lo:hi] = tb["shin"]
+                    else:
+                        ks[lo:hi] = tb["ks"] * sm[0]
+                        shin[lo:hi] = tb["shin"] * sm[1]
+                    if tb["scatter"][0] > 0:
+                        skin.append((lo, hi, (1.0 / (1.0 + 2.0 * tb["scatter"])).astype(np.float32)))
+                ks *= (shin + 8) * np.float32(4 / (8 * np.pi))
+                c[:, :k_op] = self._shade(nrm_o, view[:, :k_op], pos[:, :k_op], albedo, ks, shin, skin, light, shadows)
+            # alpha cards
+            if k_op < M:
+                rgba = np.empty((4, M - k_op), np.float32)
+                for r in range(self.n_opaque, n_parts):
+                    lo, hi = int(bounds[r]), int(bounds[r + 1])
+                    if lo == hi:
+                        continue
+                    pi = int(self.rank_part[r])
+                    rgba[:, lo - k_op:hi - k_op] = self._surface(p, u, v, lo, hi, pi)[0]
+                    a = rgba[3, lo - k_op:hi - k_op] * np.float32(self.part_tables[pi]["alpha"])
+                    if layer == MAX_LAYERS - 1:  # the last layer closes the pixel, gaps included (their colour is the
+                        a = np.full(hi - lo, self.part_tables[pi]["alpha"], np.float32)  # hair's base colour): inside a
+                    alpha[lo:hi] = np.where(a < ALPHA_SKIP, 0.0, a)  # hairdo no ray runs out of layers onto the background
+                sh = np.flatnonzero(alpha[k_op:] > 0)
                 if len(sh):
-                    c[sh], nrm[sh] = self._shade_hair(p[sh], bary[sh], rgba[alpha[ci] > 0, :3], pos[sh], -dv[sh], light,
-                                                      light.shadows and layer == 0)
-            # opaque parts: shadow rays only for the first surface (what is seen through a lens or between strands
-            # is shaded without, as the one lens layer always was)
-            for oi, shadows in ((np.flatnonzero(~card & ~behind_lens[idx]), light.shadows and layer == 0),
-                                (np.flatnonzero(~card & behind_lens[idx]), False)):
-                if len(oi):
-                    c[oi], nrm[oi] = self._shade(p[oi], bary[oi], pos[oi], -dv[oi], light, shadows)
-            behind_lens[idx[~card & (alpha < 1)]] = True
-            w = trans[idx] * alpha
-            color[idx] += w[:, None] * c
-            trans[idx] *= 1 - alpha
-            rec = ~done[idx] & ((~card) | (trans[idx] <= 0.5) | ((alpha > 0) & (depth[idx] == 0)))
-            ri = idx[rec]
-            depth[ri] = t[rec] * (dv[rec] @ cam_z)
-            normal[ri] = nrm[rec]
-            part[ri] = parts[rec]
-            done[ri] = (~card[rec]) | (trans[ri] <= 0.5)
+                    g = sh + k_op
+                    nc = nrm.take(g, axis=1)
+                    nc *= np.sign(nv.take(g)) / np.maximum(np.sqrt(_dot(nc, nc)), 1e-9)
+                    tng = self.tangent_table.take(p.take(g), axis=1)
+                    hc = self._shade_hair(nc, tng, rgba[:3].take(sh, axis=1), pos.take(g, axis=1), view.take(g, axis=1),
+                                          light, shadows)
+                    nrm[:, k_op:] = 0  # unshaded texels carry no normal
+                    for ch in range(3):
+                        nrm[ch, g] = nc[ch]
+                        c[ch, g] = hc[ch]
+                else:
+                    nrm[:, k_op:] = 0
+            card = np.zeros(M, bool)
+            card[k_op:] = True
+            tr = trans.take(ids)
+            c *= tr * alpha
+            for ch in range(3):
+                color[ch, ids] += c[ch]
+            tr *= 1 - alpha
+            trans[ids] = tr
+            rec = np.flatnonzero(~done.take(ids) & ((~card) | (tr <= 0.5) | ((alpha > 0) & (depth.take(ids) == 0))))
+            ri = ids.take(rec)
+            depth[ri] = t.take(rec) * (cam_z @ dv).take(rec)
+            for ch in range(3):
+                normal[ch, ri] = nrm[ch].take(rec)
+            part[ri] = parts.take(rec)
+            done[ri] = (~card.take(rec)) | (tr.take(rec) <= 0.5)
             if layer == 0:  # the first surface hit, transparent texels included: texel alpha is coverage already, so
-                key[idx] = self.edge_group[parts]  # gaps in a card are no edges (its outline and hair over skin are)
-            go = np.flatnonzero(trans[idx] > TRANS_STOP)
-            if not len(go):
+                key[ids] = self.edge_group[parts]  # gaps in a card are no edges (its outline and hair over skin are)
+            go = np.flatnonzero(tr > TRANS_STOP)
+            if not len(go) or layer == MAX_LAYERS - 1:
                 break
-            idx = idx[go]
-            dist[idx] = t[go] + 1e-4
-            org = np.ascontiguousarray(pos[go] + dv[go] * 1e-4, np.float32)
+            idx = ids.take(go)
+            dist = t.take(go) + np.float32(1e-4)
+            dT = dg = dv.take(go, axis=1)
+            dl = np.ascontiguousarray(dg.T)
+            org = np.ascontiguousarray((pos.take(go, axis=1) + dg * np.float32(1e-4)).T)
         return color, 1.0 - trans, depth, normal, part, key
 
     def render(self, cam: Camera, light: Lighting | None = None, supersample: int = 2,
@@ -329,62 +411,205 @@ class HeadRenderer:
         pixel (``adaptive=False``) or only where the pixel or a 4-neighbour differs in what its
         centre ray hits first (background, part; all hair parts count as one) and on hair that the
         background shows through: silhouettes, part boundaries and the fringe of a hairdo, where
-        aliasing is. Inside hair one ray per pixel reads the card texture, whose alpha is coverage."""
-        from ..cameras import pixel_grid, rays_through
+        aliasing is. Inside hair one ray per pixel reads the card texture, whose alpha is coverage.
+
+        Only pixels inside the projected bounding box of the head are traced (rays outside it miss)."""
+        from ..cameras import invert_rigid
 
         light = light or Lighting()
         s = int(supersample)
         H, W = cam.height, cam.width
         bg = srgb_to_linear(np.asarray(background)).astype(np.float32)
         cam_z = cam.w2c[2, :3].astype(np.float32)
+        c2w = invert_rigid(cam.w2c)
+        A = (c2w[:3, :3] @ np.linalg.inv(cam.K)).astype(np.float32)
+        origin = c2w[:3, 3]
 
-        def trace(uv: np.ndarray):
-            o, d = rays_through(cam.w2c, cam.K, uv)
-            return self._trace(np.ascontiguousarray(o, np.float32), np.ascontiguousarray(d, np.float32), light, bg, cam_z)
+        def trace(x: np.ndarray, y: np.ndarray):
+            x, y = x.astype(np.float32), y.astype(np.float32)
+            d = np.empty((3, len(x)), np.float32)  # as cameras.rays_through, in float32
+            for k in range(3):
+                np.multiply(x, A[k, 0], out=d[k])
+                d[k] += y * A[k, 1]
+                d[k] += A[k, 2]
+            d *= 1.0 / np.sqrt(_dot(d, d))
+            return self._trace(origin, np.ascontiguousarray(d.T), d, light, cam_z)
 
+        x0, x1, y0, y1 = self._screen_box(cam)
+        color = np.zeros((3, H, W), np.float32)
+        cov = np.zeros((H, W), np.float32)
+        dep = np.zeros((H, W), np.float32)
+        nor = np.zeros((3, H, W), np.float32)
+        prt = np.full((H, W), -1, np.int16)
+        key = np.full((H, W), -1, np.int16)
         if not adaptive or s == 1:
-            color, hit, depth, normal, part, _ = trace(pixel_grid(W, H, s))
-            cov = hit.astype(np.float32).reshape(H, s, W, s).mean((1, 3))
-            lin = color.reshape(H, s, W, s, 3).mean((1, 3))
-            hits = np.maximum((depth > 0).reshape(H, s, W, s).sum((1, 3)), 1)
-            dep = depth.reshape(H, s, W, s).sum((1, 3)) / hits
-            nor = normal.reshape(H, s, W, s, 3).sum((1, 3))
-            nor /= np.maximum(np.linalg.norm(nor, axis=-1, keepdims=True), 1e-9)
-            prt = part.reshape(H, s, W, s)[:, s // 2, :, s // 2]
+            if x1 > x0 and y1 > y0:
+                hs, ws = (y1 - y0) * s, (x1 - x0) * s
+                xs = (np.arange(x0 * s, x1 * s) + 0.5) / s
+                ys = (np.arange(y0 * s, y1 * s) + 0.5) / s
+                c_, h_, d_, n_, p_, _ = trace(np.tile(xs, hs), np.repeat(ys, ws))
+                hh, ww = y1 - y0, x1 - x0
+                cov[y0:y1, x0:x1] = h_.reshape(hh, s, ww, s).mean((1, 3))
+                color[:, y0:y1, x0:x1] = c_.reshape(3, hh, s, ww, s).mean((2, 4))
+                hits = np.maximum((d_ > 0).reshape(hh, s, ww, s).sum((1, 3)), 1)
+                dep[y0:y1, x0:x1] = d_.reshape(hh, s, ww, s).sum((1, 3)) / hits
+                nn = n_.reshape(3, hh, s, ww, s).sum((2, 4))
+                nn /= np.maximum(np.sqrt((nn * nn).sum(0)), 1e-9)
+                nor[:, y0:y1, x0:x1] = nn
+                prt[y0:y1, x0:x1] = p_.reshape(hh, s, ww, s)[:, s // 2, :, s // 2]
         else:
-            color, hit, depth, normal, part, first = trace(pixel_grid(W, H, 1))
-            key = first.reshape(H, W)  # hair parts are one key: card alpha is already coverage
+            if x1 > x0 and y1 > y0:
+                hh, ww = y1 - y0, x1 - x0
+                xs = np.arange(x0, x1) + 0.5
+                ys = np.arange(y0, y1) + 0.5
+                c_, h_, d_, n_, p_, k_ = trace(np.tile(xs, hh), np.repeat(ys, ww))
+                color[:, y0:y1, x0:x1] = c_.reshape(3, hh, ww)
+                cov[y0:y1, x0:x1] = h_.reshape(hh, ww)
+                dep[y0:y1, x0:x1] = d_.reshape(hh, ww)
+                nor[:, y0:y1, x0:x1] = n_.reshape(3, hh, ww)
+                prt[y0:y1, x0:x1] = p_.reshape(hh, ww)
+                key[y0:y1, x0:x1] = k_.reshape(hh, ww)  # hair parts are one key: card alpha is already coverage
             edge = np.zeros((H, W), bool)
             dx, dy = key[:, 1:] != key[:, :-1], key[1:] != key[:-1]
             edge[:, 1:] |= dx
             edge[:, :-1] |= dx
             edge[1:] |= dy
             edge[:-1] |= dy
-            lin = color.reshape(H, W, 3)
-            cov = hit.reshape(H, W).astype(np.float32)
             # hair that the background shows through (the fringe of a hairdo, strands between gaps): one centre
             # ray there may pass a gap beside a sub-pixel strand clump, so these pixels are supersampled too
             edge |= (key == self.hair_key) & (cov < 1.0 - TRANS_STOP)
             rows, cols = np.nonzero(edge)
             if len(rows):
-                off = (np.stack(np.meshgrid(np.arange(s), np.arange(s)), -1).reshape(-1, 2) + 0.5) / s
-                uv = (np.stack([cols, rows], 1)[:, None, :] + off[None]).reshape(-1, 2)
-                c2, h2, _, _, _, _ = trace(uv)
-                lin[rows, cols] = c2.reshape(-1, s * s, 3).mean(1)
-                cov[rows, cols] = h2.reshape(-1, s * s).mean(1)
-            dep, nor, prt = depth.reshape(H, W), normal.reshape(H, W, 3), part.reshape(H, W)
+                off = (np.arange(s) + 0.5) / s
+                ox, oy = np.tile(off, s), np.repeat(off, s)  # row-major s x s sub-pixel grid
+                c2, h2, _, _, _, _ = trace((cols[:, None] + ox).ravel(), (rows[:, None] + oy).ravel())
+                flat = rows * W + cols
+                c2 = c2.reshape(3, -1, s * s).sum(2)
+                c2 *= np.float32(1 / (s * s))
+                for ch in range(3):
+                    color[ch].reshape(-1)[flat] = c2[ch]
+                cov.reshape(-1)[flat] = h2.reshape(-1, s * s).sum(1) * np.float32(1 / (s * s))
         # empty pixels are the background: tone-map and encode only the covered ones (same values, less work)
         out = np.empty((H, W, 3), np.uint8)
         out[...] = (linear_to_srgb(bg) * 255 + 0.5).astype(np.uint8)
-        fg = cov > 0
-        out[fg] = (linear_to_srgb(_tonemap(lin[fg]) + bg * (1 - cov[fg][:, None])) * 255 + 0.5).astype(np.uint8)
-        return RenderOutput(out, cov.astype(np.float32), dep.astype(np.float32),
-                            nor.astype(np.float32), prt.astype(np.int16))
+        fg = np.flatnonzero(cov.ravel() > 0)
+        if len(fg):
+            cf = cov.ravel()[fg]
+            lin = color.reshape(3, -1).take(fg, axis=1)
+            out.reshape(-1, 3)[fg] = _encode_srgb(_tonemap(lin) + bg[:, None] * (1 - cf)).T
+        return RenderOutput(out, cov, dep, np.ascontiguousarray(np.moveaxis(nor, 0, -1)), prt)
+
+    def _screen_box(self, cam: Camera) -> tuple[int, int, int, int]:
+        """Pixel window (x0, x1, y0, y1) that holds every pixel whose centre ray can hit the head: the
+        projection of its bounding box, a pixel wider; the whole image if the box reaches behind the camera."""
+        if not hasattr(self, "_box"):
+            lo, hi = self.caster.triangles.reshape(-1, 3).min(0), self.caster.triangles.reshape(-1, 3).max(0)
+            self._box = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        H, W = cam.height, cam.width
+        pc = self._box @ cam.w2c[:3, :3].T + cam.w2c[:3, 3]
+        if (pc[:, 2] <= 1e-6).any():
+            return 0, W, 0, H
+        uv = (pc @ cam.K.T)[:, :2] / pc[:, 2:]
+        x0, y0 = np.floor(uv.min(0) - 1.0).astype(int)
+        x1, y1 = np.ceil(uv.max(0) + 1.0).astype(int)
+        return max(x0, 0), min(x1, W), max(y0, 0), min(y1, H)
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot product of channels-first (3, N) arrays."""
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _sh_irradiance(n: np.ndarray, light: Lighting) -> np.ndarray:
+    """:func:`~.lighting.sh_irradiance` at channels-first normals (3, N) -> (3, N)."""
+    x, y, z = n
+    b = np.empty((9, n.shape[1]), np.float32)
+    b[0] = 0.282095
+    np.multiply(y, np.float32(0.488603), out=b[1])
+    np.multiply(z, np.float32(0.488603), out=b[2])
+    np.multiply(x, np.float32(0.488603), out=b[3])
+    np.multiply(x * y, np.float32(1.092548), out=b[4])
+    np.multiply(y * z, np.float32(1.092548), out=b[5])
+    np.multiply(3 * z * z - 1, np.float32(0.315392), out=b[6])
+    np.multiply(x * z, np.float32(1.092548), out=b[7])
+    np.multiply(x * x - y * y, np.float32(0.546274), out=b[8])
+    m = (light.sh_matrix() * _BAND[:, None].astype(np.float32)).T
+    return np.maximum(m @ b, 0)
+
+
+def _interp(table: np.ndarray, f: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Barycentric interpolation of a per-face ``c0, c1 - c0, c2 - c0`` table (3 C, F) at hits on faces ``f``
+    -> (C, N)."""
+    g = table.take(f, axis=1)
+    C = len(g) // 3
+    out = g[:C]
+    out += g[C:2 * C] * u
+    out += g[2 * C:] * v
+    return out
+
+
+def _soa_texture(tex: np.ndarray) -> dict[str, Any]:
+    H, W, C = tex.shape
+    return {"H": H, "W": W, "ch": np.ascontiguousarray(np.moveaxis(tex.astype(np.float32), -1, 0).reshape(C, -1))}
+
+
+def _wrap(i: np.ndarray, n: int) -> np.ndarray:
+    return i & (n - 1) if n & (n - 1) == 0 else i % n
+
+
+def _bilinear_soa(tex: dict[str, Any], u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """:func:`_bilinear` on a channels-first texture from :func:`_soa_texture` -> (C, N)."""
+    H, W, ch = tex["H"], tex["W"], tex["ch"]
+    x = (u - np.floor(u)) * W - 0.5
+    y = (1.0 - (v - np.floor(v))) * H - 0.5
+    xf, yf = np.floor(x), np.floor(y)
+    fx, fy = x - xf, y - yf
+    x0, y0 = _wrap(xf.astype(np.intp), W), _wrap(yf.astype(np.intp), H)
+    x1, y1 = _wrap(x0 + 1, W), _wrap(y0 + 1, H)
+    r0, r1 = y0 * W, y1 * W
+    i00, i01, i10, i11 = r0 + x0, r0 + x1, r1 + x0, r1 + x1
+    gx = 1 - fx
+    gy = 1 - fy
+    out = np.empty((len(ch), len(u)), np.float32)
+    for c in range(len(ch)):
+        t = ch[c]
+        top = t.take(i00) * gx
+        top += t.take(i01) * fx
+        bot = t.take(i10) * gx
+        bot += t.take(i11) * fx
+        top *= gy
+        bot *= fy
+        np.add(top, bot, out=out[c])
+    return out
+
+
+def _nearest_soa(tex: dict[str, Any], u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """:func:`_nearest` on a channels-first texture -> (C, N)."""
+    H, W, ch = tex["H"], tex["W"], tex["ch"]
+    x = _wrap(((u - np.floor(u)) * W).astype(np.intp), W)
+    y = _wrap(((1.0 - (v - np.floor(v))) * H).astype(np.intp), H)
+    return ch.take(y * W + x, axis=1)
+
+
+def _encode_srgb(c: np.ndarray) -> np.ndarray:
+    """uint8 sRGB of linear values (as ``linear_to_srgb(c) * 255 + 0.5`` truncated), in float32."""
+    c = np.clip(c, 0.0, 1.0).astype(np.float32, copy=False)
+    out = np.power(c, np.float32(1 / 2.4))
+    out *= np.float32(1.055 * 255)
+    out += np.float32(-0.055 * 255 + 0.5)
+    low = c <= 0.0031308
+    out[low] = c[low] * np.float32(12.92 * 255) + np.float32(0.5)
+    return out.astype(np.uint8)
 
 
 def _tonemap(c: np.ndarray) -> np.ndarray:
     """Soft shoulder above 0.8 so highlights roll off instead of clipping."""
-    return np.where(c < 0.8, c, 0.8 + 0.2 * np.tanh((c - 0.8) / 0.2))
+    hi = c >= 0.8
+    if not hi.any():
+        return c
+    out = c.copy()
+    out[hi] = 0.8 + 0.2 * np.tanh((c[hi] - 0.8) / 0.2)
+    return out
 
 
 def _bilinear(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
