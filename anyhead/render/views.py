@@ -25,6 +25,7 @@ GT_EXCLUDED_PARTS = ("mouth",)
 # 0.5, and the second card a ray meets closes the pixel whatever its texel alpha (anyhead.render.raycast), so any
 # texel can carry a target's depth; the depth test keeps those some target records.
 GT_MIN_ALPHA = 0.0
+GT_POINTS_VERSION = 2  # in the render plan hash: folders rendered under the old GT rule (inside every frame) are redone
 GT_OVERSAMPLE = 3  # seen candidates per GT point, thinned to an even spread (even_subset)
 
 
