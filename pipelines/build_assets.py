@@ -13,12 +13,14 @@ from anyhead.io import write_json
 from anyhead.parallel import map_tasks
 from anyhead.stages import MARKER, plan
 from pipelines.common import stage_args
+from recon.config import ProfileConfig
 
 log = logging.getLogger("build_assets")
 
 
-def main() -> None:
-    _, cfg = stage_args(__doc__)
+def build_assets(cfg: ProfileConfig) -> list[dict]:
+    """The stage on a parsed profile (``assets.workers`` / ``assets.scheduler`` choose where heads are built);
+    returns the index it writes. Raises SystemExit naming every head that failed."""
     out = cfg.paths.assets
     tasks = asset_tasks(cfg.assets, out, cfg.paths.ict_model)
     todo = plan(out, tasks, "build_assets")
@@ -36,6 +38,12 @@ def main() -> None:
     write_json(out / "index.json", index)
     log.info("%d heads (%d built, %d up to date, %d scans skipped) in %s", len(index), len(results),
              len(index) - len(results), len(skipped), out)
+    return index
+
+
+def main() -> None:
+    _, cfg = stage_args(__doc__)
+    build_assets(cfg)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,14 @@ from anyhead.parallel import map_tasks
 from anyhead.render.folder import render_head, render_tasks
 from anyhead.stages import plan
 from pipelines.common import read_index, stage_args
+from recon.config import ProfileConfig
 
 log = logging.getLogger("render")
 
 
-def main() -> None:
-    _, cfg = stage_args(__doc__)
+def render(cfg: ProfileConfig) -> list[dict]:
+    """The stage on a parsed profile (``render.workers`` / ``render.scheduler`` choose where heads are rendered);
+    returns the index it writes. Raises SystemExit naming every head that failed."""
     paths = cfg.paths
     heads = read_index(paths.assets / "index.json", "build_assets")
     tasks = render_tasks(cfg.render, paths.assets, heads, paths.renders)
@@ -26,8 +28,15 @@ def main() -> None:
                                   desc="render")
     if failures:
         raise SystemExit(f"render: {len(failures)} heads failed: " + "; ".join(f"{t.id}: {e}" for t, e in failures))
-    write_json(paths.renders / "index.json", [{"id": t.id, "hash": t.hash} for t in tasks])
+    index = [{"id": t.id, "hash": t.hash} for t in tasks]
+    write_json(paths.renders / "index.json", index)
     log.info("%d heads rendered, %d up to date", len(results), len(tasks) - len(results))
+    return index
+
+
+def main() -> None:
+    _, cfg = stage_args(__doc__)
+    render(cfg)
 
 
 if __name__ == "__main__":

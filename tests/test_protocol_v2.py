@@ -252,20 +252,20 @@ def test_backprojected_gt_depth_reproduces_gt_points(head_sample):
     from anyhead.cameras import project
 
     pts = geometry.visible_points(h["depth"], (h["mask"] > 0.5) & (h["depth"] > 0), h["w2c"], h["K"])
-    # points.npy samples the surface inside every target's frame (the shoulders leave the frame differently at each
-    # pitch: anyhead.render.views); compare where it is defined
-    inside = np.ones(len(pts), bool)
-    for w2c, K in zip(h["w2c"], h["K"]):
-        uv, z = project(pts, w2c, K)
-        inside &= (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < 96) & (uv[:, 1] >= 0) & (uv[:, 1] < 96)
-    assert inside.mean() > 0.6
-    pts = pts[inside]
+    # points.npy samples the surface the target depth maps record, anywhere in any target's frame
+    # (anyhead.render.views): the same domain as the back-projected pixels the v2 Chamfer uses, with no crop
     gt = h["points"][:, :3].astype(np.float64)
     d = cKDTree(gt).query(pts)[0] * 1000
-    # 20k area samples over the head are ~2 mm apart: back-projected pixels land on the sampled surface. Card hair
-    # spreads the 20k samples over more area (both card sides, hidden layers): median 1.9 mm and 94.7% within 5 mm
-    # on this head (long straight hair); shell hair gave < 2.0 and > 97%
-    assert np.median(d) < 2.5 and np.mean(d < 5.0) > 0.92, (np.median(d), np.mean(d < 5.0))
+    back = cKDTree(pts).query(gt)[0] * 1000
+    # 20k even samples over the visible surface are ~2 mm apart: back-projected pixels land on the sampled surface
+    # (median 1.9 mm, 99.6% within 5 mm on this long-haired head, Chamfer 1.8 mm; GT points inside every target's frame
+    # gave 85.6% of all pixels, 94.7% of those inside every frame, Chamfer 3.7 mm), and the GT points lie on what the
+    # pixels show (99.6% within 5 mm: the rest are on flyaways and card texels only rays of partial coverage meet)
+    assert np.median(d) < 2.5 and np.mean(d < 5.0) > 0.99, (np.median(d), np.mean(d < 5.0))
+    assert np.mean(back < 5.0) > 0.985, np.mean(back < 5.0)
+    # v1 (Gaussian centres vs points.npy) crops predictions to the same domain: every GT point is inside some frame
+    inside = geometry.crop_to_frames(np.concatenate([gt, [[0.0, -1.0, 0.0], [0.0, 1.5, 0.0]]]), h["w2c"], h["K"], (96, 96))
+    assert inside[:-2].all() and not inside[-2:].any()
     # and a single point round-trips exactly through project / back-project
     uv, z = project(gt[:5], h["w2c"][0], h["K"][0])
     dm = np.zeros((96, 96))
@@ -274,8 +274,8 @@ def test_backprojected_gt_depth_reproduces_gt_points(head_sample):
     p = geometry.backproject_depth(dm, h["w2c"][0], h["K"][0])
     assert np.linalg.norm(p[0] - gt[0]) * 1000 < 2.0  # at most half a pixel (~1.5 mm here) off the ray's centre
     r = geometry.chamfer_fscore(pts, gt)
-    print(f"\nback-projected GT depth vs points.npy: median {np.median(d):.2f} mm, Chamfer {r['chamfer_mm']:.2f} mm, "
-          f"F@5 {r['fscore_5mm']:.3f}, F@10 {r['fscore_10mm']:.3f}")
+    print(f"\nback-projected GT depth vs points.npy: median {np.median(d):.2f} mm, {np.mean(d < 5):.4f} within 5 mm "
+          f"({np.mean(back < 5):.4f} back), Chamfer {r['chamfer_mm']:.2f} mm, F@5 {r['fscore_5mm']:.3f}, F@10 {r['fscore_10mm']:.3f}")
 
 
 # ---------------------------------------------------------------- timing v2

@@ -38,24 +38,70 @@ def test_sphere_coverage_depth_and_normals():
 def sample(ict_model):
     spec = HeadSpec.sample(ict_model, 42, TINY.assets)
     spec.accessories = ["glasses", "hat"]
-    return render_sample(build_head(ict_model, spec, 128), CFG, seed=3)
+    asset = build_head(ict_model, spec, 128)
+    return {**render_sample(asset, CFG, seed=3), "asset": asset}
 
 
 def test_gt_points_project_inside_every_mask(sample):
+    from anyhead.render.views import in_frame, visible_points
+
     pts = sample["points"][:, :3].astype(np.float64)
     assert len(pts) == CFG.gt_points
+    targets = [v for v in sample["views"] if v.role == "target"]
+    # the GT domain: every point is recorded by some target's depth map, anywhere in any target's frame (the shoulders
+    # leave the frame differently at each pitch: a point need not be inside every frame)
+    assert (visible_points(pts, targets) >= 0).all()
+    assert in_frame(pts, targets).any(0).all() and not in_frame(pts, targets).all(0).all()
+    names = [p.name for p in sample["asset"].parts]
+    card = np.isin(sample["point_parts"], [names.index(n) for n in ("hair_cards", "hair_flyaways") if n in names])
     for v in sample["views"]:
         uv, z = v.camera.project(pts)
         ij = np.floor(uv).astype(int)
-        inside = (ij >= 0).all(1) & (ij < 64).all(1)
-        assert inside.mean() > 0.97 and (z > 0).all()  # a long hair tip may leave the frame
-        ij = ij[inside]
+        inside = (ij >= 0).all(1) & (ij < 64).all(1) & (z > 0)
+        assert inside.mean() > 0.85
         mask = v.output.alpha > 0
-        strict = mask[ij[:, 1], ij[:, 0]].mean()
-        # sub-pixel structures (glasses arms, hoops) can fall between the 2x2 samples at 64 px:
-        # allow them one pixel of slack, but nothing further
-        near = ndimage.binary_dilation(mask)[ij[:, 1], ij[:, 0]].mean()
-        assert strict > 0.98 and near > 0.999, f"{v.role} yaw {v.yaw:.0f}: {strict:.4f} inside, {near:.4f} within 1 px"
+        strict = mask[ij[inside, 1], ij[inside, 0]].mean()
+        # sub-pixel structures (glasses arms, hoops) can fall between the 2x2 samples at 64 px: allow them one pixel of
+        # slack, but nothing further; a card's transparent texels are GT surface (a pixel's depth can lie on them) that
+        # rays mostly pass: 3 of 2,000 points of this head fall beyond the slack in one view
+        near = ndimage.binary_dilation(mask)[ij[:, 1].clip(0, 63), ij[:, 0].clip(0, 63)]
+        solid, hair = near[inside & ~card].mean(), near[inside & card].mean()
+        assert strict > 0.98 and solid > 0.999 and hair > 0.99, \
+            f"{v.role} yaw {v.yaw:.0f}: {strict:.4f} inside, {solid:.4f} / {hair:.4f} (hair) within 1 px"
+
+
+def test_gt_points_cover_every_target_pixel(ict_model):
+    """Protocol v2's geometry reads the targets' depth maps; points.npy samples the same surface: on a long-haired
+    head with shoulders, 99% of the covered pixels of every target back-project within 5 mm of a GT point (the
+    torso that only the low views frame, the flyaways and transparent card texels a pixel's depth lies on included).
+    Before (points inside every target's frame, no flyaways, opaque texels only, random area samples): 80.7%."""
+    from scipy.spatial import cKDTree
+
+    from anyhead.hair import HairParams
+    from benchmarks.metrics.geometry import backproject_depth
+
+    spec = HeadSpec.sample(ict_model, 7, TINY.assets)
+    spec.hair = HairParams.sample(np.random.default_rng(7), spec.appearance.hair_color, "long_straight", TINY.assets.hair)
+    asset = build_head(ict_model, spec, 128)
+    assert spec.look is not None and spec.look.shoulders
+    cfg = replace(TINY.render, {"input_res": 64, "target_res": 64, "gt_points": 20000})
+    s = render_sample(asset, cfg, 3)
+    tree = cKDTree(s["points"][:, :3].astype(np.float64))
+    far, low = [], []
+    for v in s["views"]:
+        if v.role != "target":
+            continue
+        ok = (v.output.alpha > 0.5) & (v.output.depth > 0)
+        p = backproject_depth(v.output.depth, v.camera.w2c, v.camera.K, ok)
+        d = tree.query(p)[0] * 1000
+        assert np.mean(d <= 5) > 0.98, f"yaw {v.yaw:.0f}: {np.mean(d <= 5):.4f} within 5 mm"
+        far.append(d > 5)
+        low.append(p[:, 1] < -0.19)
+    far, low = np.concatenate(far), np.concatenate(low)
+    assert far.mean() < 0.01, f"{far.mean():.4f} of covered pixels > 5 mm from a GT point"
+    assert low.mean() > 0.02 and far[low].mean() < 0.01  # the torso below the neck (3% of the pixels) is covered too
+    print(f"\nlong-haired head, 8 targets at 64 px, 20k GT points: {1 - far.mean():.4f} of covered pixels within 5 mm "
+          f"({1 - far[low].mean():.4f} below y = -0.19 m)")
 
 
 def test_depth_maps_agree_across_views(sample):

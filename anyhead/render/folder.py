@@ -11,18 +11,19 @@ from ..cameras import CONVENTION
 from ..config import RenderConfig, to_dict
 from ..samples import encode_json, encode_view, npy_bytes
 from ..stages import Task, plan_hash, write_folder
-from .views import render_sample
+from .views import GT_POINTS_VERSION, render_sample
 
 
 def render_tasks(cfg: RenderConfig, assets: Path, heads: list[dict[str, Any]], out: Path) -> list[Task]:
     """One task per head asset. The plan hash covers the view settings, the head's seed and the
-    asset's own meta.json (which carries its plan hash), so a rebuilt head is re-rendered."""
+    asset's own meta.json (which carries its plan hash), so a rebuilt head is re-rendered, and the GT points' rule
+    (``GT_POINTS_VERSION``), so a head rendered under an older rule is too."""
     view_cfg = {k: v for k, v in to_dict(cfg).items() if k not in ("workers", "scheduler")}
     tasks = []
     for i, h in enumerate(heads):
         seed = 7919 * i + 17
         asset_meta = (assets / h["id"] / "meta.json").read_bytes()
-        tasks.append(Task(h["id"], out / h["id"], plan_hash(view_cfg, seed, asset_meta),
+        tasks.append(Task(h["id"], out / h["id"], plan_hash(view_cfg, seed, asset_meta, {"gt_points_version": GT_POINTS_VERSION}),
                           {"asset": str(assets / h["id"]), "cfg": cfg, "seed": seed}))
     return tasks
 

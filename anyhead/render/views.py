@@ -14,9 +14,19 @@ from .rigs import sample_input_camera, target_rig
 if TYPE_CHECKING:
     from ..config import RenderConfig
 
-# Parts that never count as visible surface for geometry metrics: inside the head, or flyaway hair (sub-pixel wisps
-# that a 64-256 px view's few rays per pixel mostly miss, so no depth map or mask reliably contains them).
+# Parts left out of surface samples by default: inside the head, or flyaway hair (sub-pixel wisps that a 64-256 px
+# view's few rays per pixel mostly miss, so no depth map or mask reliably contains them).
 INTERIOR_PARTS = ("mouth", "hair_flyaways")
+# GT points leave out only the inside of the head: a flyaway that a target's depth map does record is in its mask
+# (on a long-haired 64 px head, 6% of the covered pixels), so the GT surface has it too; the depth test below keeps
+# exactly the flyaway points that some target records.
+GT_EXCLUDED_PARTS = ("mouth",)
+# ... and every card texel, transparent ones included: a pixel's depth is that of the card where its coverage reaches
+# 0.5, and the second card a ray meets closes the pixel whatever its texel alpha (anyhead.render.raycast), so any
+# texel can carry a target's depth; the depth test keeps those some target records.
+GT_MIN_ALPHA = 0.0
+GT_POINTS_VERSION = 2  # in the render plan hash: folders rendered under the old GT rule (inside every frame) are redone
+GT_OVERSAMPLE = 3  # seen candidates per GT point, thinned to an even spread (even_subset)
 
 
 @dataclass
@@ -88,26 +98,45 @@ def visible_points(pts: np.ndarray, views: list[ViewRecord], tol: float = 0.002)
     return seen
 
 
-def in_all_frames(pts: np.ndarray, views: list[ViewRecord]) -> np.ndarray:
-    """Points that project inside every view's image (in front of its camera)."""
-    ok = np.ones(len(pts), bool)
-    for v in views:
+def in_frame(pts: np.ndarray, views: list[ViewRecord]) -> np.ndarray:
+    """(V, N): whether each point projects inside each view's image (in front of its camera)."""
+    out = np.zeros((len(views), len(pts)), bool)
+    for i, v in enumerate(views):
         uv, z = v.camera.project(pts)
         H, W = v.output.depth.shape
-        ok &= (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
-    return ok
+        out[i] = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+    return out
 
 
-def _seen(pts: np.ndarray, targets: list[ViewRecord]) -> np.ndarray:
-    seen = visible_points(pts, targets)
-    seen[~in_all_frames(pts, targets)] = -1  # the shoulders leave the frame differently at each pitch
-    return seen
+def even_subset(pts: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of ``n`` of ``pts`` spread evenly in space: one point (the first in a random order) per cell of
+    the coarsest cubic grid that still has ``n`` occupied cells, then ``n`` of those cells at random. Random area
+    samples leave holes (Poisson gaps); an even spread bounds the distance from any sampled surface to the set."""
+    if len(pts) <= n:
+        return np.arange(len(pts))
+    order = rng.permutation(len(pts))
+    p = pts[order] - pts.min(0)
+
+    def firsts(h: float) -> np.ndarray:
+        k = np.floor(p / h).astype(np.int64)
+        return np.unique(k[:, 0] | (k[:, 1] << 21) | (k[:, 2] << 42), return_index=True)[1]
+
+    lo, hi = 1e-4, max(float(np.ptp(pts, 0).max()), 2e-4)  # metres: cells of 0.1 mm hold one sample each; hi: one cell
+    for _ in range(14):  # bisection in log space: the cell size to within 0.1%
+        mid = float(np.sqrt(lo * hi))
+        lo, hi = (mid, hi) if len(firsts(mid)) >= n else (lo, mid)
+    cells = firsts(lo)
+    return np.sort(order[rng.choice(cells, n, replace=False)])
 
 
 def render_sample(asset: HeadAsset, cfg: "RenderConfig", seed: int) -> dict[str, Any]:
     """Inputs, targets and GT points of one head, all with one lighting (drawn per head from
     ``cfg.lighting`` on a stream of its own, so cameras and GT points do not depend on it); the
-    lighting is returned (``Lighting.to_dict``) for the sample's metadata."""
+    lighting is returned (``Lighting.to_dict``) for the sample's metadata.
+
+    GT points (``points``: xyz + normal): the surface the targets' depth maps record, i.e. area samples of every part
+    but the mouth that at least one target sees (depth test), anywhere in any target's frame (a torso that only the
+    low views frame counts), thinned from ``GT_OVERSAMPLE`` x ``cfg.gt_points`` such samples to an even spread."""
     rng = np.random.default_rng(seed)
     light = Lighting.sample(np.random.default_rng([seed, 1]), cfg.lighting, shadows=cfg.shadows)
     r = HeadRenderer(asset)
@@ -119,20 +148,20 @@ def render_sample(asset: HeadAsset, cfg: "RenderConfig", seed: int) -> dict[str,
         views.append(ViewRecord("input", cam, r.render(cam, light, ss), info["yaw"], info["pitch"], info))
     for cam, yaw, pitch in target_rig(cfg.n_targets, cfg.target_res, cfg.target_pitch):
         views.append(ViewRecord("target", cam, r.render(cam, light, ss), yaw, pitch, {}))
-    # GT points: oversample the surface, keep what the dense rig sees (the "visible head surface") inside
-    # every target's frame
     n = cfg.gt_points
-    pts, nrm, part = sample_surface(asset, n * 3, rng)
+    want = GT_OVERSAMPLE * n
     targets = [v for v in views if v.role == "target"]
-    seen = _seen(pts, targets)
-    for _ in range(4):  # shoulders and a long torso are mostly out of frame: draw more until n are seen
-        if (seen >= 0).sum() >= n:
+    pts, nrm, part = sample_surface(asset, 2 * want, rng, GT_EXCLUDED_PARTS, GT_MIN_ALPHA)
+    seen = visible_points(pts, targets)
+    for _ in range(4):  # hair layers hide most of their area: draw more until enough are seen
+        if (seen >= 0).sum() >= want:
             break
-        more = max(n, int((n - (seen >= 0).sum()) * len(seen) / max((seen >= 0).sum(), 1) * 1.3))
-        p2, n2, q2 = sample_surface(asset, more, rng)
+        more = max(n, int((want - (seen >= 0).sum()) * len(seen) / max((seen >= 0).sum(), 1) * 1.3))
+        p2, n2, q2 = sample_surface(asset, more, rng, GT_EXCLUDED_PARTS, GT_MIN_ALPHA)
         pts, nrm, part = np.concatenate([pts, p2]), np.concatenate([nrm, n2]), np.concatenate([part, q2])
-        seen = np.concatenate([seen, _seen(p2, targets)])
-    keep = np.flatnonzero(seen >= 0)[:n]
+        seen = np.concatenate([seen, visible_points(p2, targets)])
+    cand = np.flatnonzero(seen >= 0)
+    keep = cand[even_subset(pts[cand], n, rng)]
     # orient normals towards the camera that saw the point (part windings vary)
     centres = np.stack([v.camera.center for v in targets])[seen[keep]]
     flip = np.einsum("ij,ij->i", nrm[keep], centres - pts[keep]) < 0

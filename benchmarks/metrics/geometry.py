@@ -24,7 +24,9 @@ from recon.gaussians import Gaussians, quat_to_rotmat
 from recon.mesh import mesh_points, tsdf_mesh  # noqa: F401  (moved to recon: recon.infer uses it)
 
 CARD = {"predicted_surface": "Gaussian centres with opacity > 0.5 (normals: shortest axis)",
-        "gt": "visible-surface points with normals from the shard (points.npy)", "units": "mm",
+        "gt": "visible-surface points with normals from the shard (points.npy): samples of the surface some target "
+              "view's depth map records, anywhere in any target's frame (anyhead.render.views.render_sample); predicted "
+              "centres outside every target's frame should be cropped before comparing (crop_to_frames)", "units": "mm",
         "chamfer": "L1: (mean acc + mean comp) / 2", "fscore_thresholds_mm": [2.5, 5.0],
         "normal_consistency": "mean |cos| of nearest-neighbour normals, both directions"}
 
@@ -36,6 +38,20 @@ def gaussian_points(g: Gaussians, min_opacity: float = 0.5) -> tuple[np.ndarray,
     axis = torch.argmin(g.log_scales[keep], dim=-1)
     n = torch.gather(R, 2, axis[:, None, None].expand(-1, 3, 1))[..., 0]
     return g.means[keep].detach().cpu().numpy().astype(np.float64), n.detach().cpu().numpy().astype(np.float64)
+
+
+def crop_to_frames(pts: np.ndarray, w2cs: object, Ks: object, size: tuple[int, int]) -> np.ndarray:
+    """Mask (N,) of points (N, 3) that project inside at least one view's image (W, H) = ``size`` in front of its
+    camera: the domain of the shards' GT points, for predicted points before ``geometry_metrics``."""
+    w2cs, Ks = _stack(w2cs, (4, 4)), _stack(Ks, (3, 3))
+    W, H = size
+    ok = np.zeros(len(pts), bool)
+    for w2c, K in zip(w2cs, Ks):
+        pc = np.asarray(pts, np.float64) @ w2c[:3, :3].T + w2c[:3, 3]
+        z = pc[:, 2]
+        uv = (pc @ K.T)[:, :2] / np.where(z > 0, z, 1.0)[:, None]
+        ok |= (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+    return ok
 
 
 def geometry_metrics(pred: np.ndarray, pred_n: np.ndarray, gt: np.ndarray, gt_n: np.ndarray,
@@ -76,6 +92,10 @@ def card_v2(thresholds_mm: tuple[float, ...] = GEOMETRY_V2_THRESHOLDS_MM, alpha_
                     f"prediction where rendered alpha > {alpha_threshold}",
         "depth_error": "mean (and median) |rendered expected camera-z depth - GT depth| over pixels both cover, per view",
         "alpha_iou": f"IoU of rendered alpha > {alpha_threshold} and GT mask > {alpha_threshold}, per view",
+        "domain": "the surface the target views show: GT side, pixels the GT covers; predicted side, pixels the "
+                  "prediction covers; the same target cameras and pixel grid on both sides, all views pooled, no 3D crop. "
+                  "The shards' points.npy samples the same domain (the surface some target's depth map records, anywhere "
+                  "in any target's frame), so Chamfer against it measures the same thing",
         "points": "pixel centres of covered pixels back-projected with their depth (visible surface), all target "
                   "views pooled; GT points the same from GT depth (pixel-aligned: the same weighting on both sides)"
                   + (f"; every {pixel_stride}th pixel in u and v, the same pixels on both sides" if pixel_stride > 1
