@@ -16,7 +16,7 @@ from recon.data import composite_white_u8
 from recon.losses import ReconLoss
 from recon.mix import MixedBatches, training_batches
 from tests.conftest import ROOT
-from tests.test_train import MODEL, anchors, cfg
+from tests.test_train import MODEL, TINY, anchors, cfg
 
 CPU = torch.device("cpu")
 S = 24  # input size used by the batch tests (the model's 32 in the training ones)
@@ -214,6 +214,25 @@ def test_training_with_photos_and_captures(tiny_shards, real_splits, tmp_path):
     la, lb = rows(tmp_path / "a" / "train_log.csv"), rows(tmp_path / "b" / "train_log.csv")
     assert len(la) == 4 and all(np.isfinite(float(r["loss"])) for r in la)
     assert [r["loss"] for r in la] == [r["loss"] for r in lb]
+
+
+def test_the_photos_stage_output_trains(tiny_shards, tmp_path):
+    """The photos stage's own sample (the built-in astronaut: matte, rig camera, real background) in a mixed batch,
+    composited on white, and two training steps on it."""
+    from anyhead.photos import write_photo_split
+    from recon.train import train
+
+    man = write_photo_split(TINY.photos, tmp_path / "photos", 1)
+    assert man["keys"] == ["photo_astronaut"]
+    astro = _samples(tmp_path / "photos")[0]
+    src = training_batches(cfg(batch_size=2, photo_mix=0.5), tiny_shards, None, CPU, 0, 1, S, 0, photos=tmp_path / "photos")
+    b = src(0)
+    k = int(b["photo"].argmax())
+    assert b["photo"].sum() == 1 and torch.equal(b["image"][k], _input_on_white(astro, S))
+    assert torch.equal(b["t_rgb"][k, 0], _input_on_white(astro, 32)) and b["geo"][k] == 0
+    r = train(cfg(steps=2, batch_size=2, photo_mix=0.5), MODEL, tiny_shards, tmp_path / "run", resume=False,
+              anchors=anchors(), photos=tmp_path / "photos")
+    assert np.isfinite(r.metrics["loss"])
 
 
 def test_bad_mix_settings_fail_early_naming_the_key(tiny_shards, real_splits, tmp_path):
