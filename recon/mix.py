@@ -277,13 +277,15 @@ def training_batches(cfg: TrainConfig, shards: Shards, cache_dir: str | os.PathL
     args = (device, seed, rank, world, B, V)
     if cfg.data_path == "decode":
         raws = [RawSamples(s) for _, s, _, _ in wanted]
-        infos = [_decoded_info(name, r, single, s) for (name, s, _, single), r in zip(wanted, raws)]
+        infos = [_one_layout(name, lambda r=r, name=name, s=s, single=single: _decoded_info(name, r, single, s))
+                 for (name, s, _, single), r in zip(wanted, raws)]
         geo = [_geo_flags(name, metas[name] or [{}] * len(r)) for (name, *_), r in zip(wanted, raws)]
         _check_views(infos, V, wanted)
         return MixedBatches("decode", infos, geo, cfg.photo_mix,
                             lambda k, i, v, j: {x: t.to(device) for x, t in gather_decoded(
                                 raws[k], infos[k].single_view, i, v, j, *sizes).items()}, *args)
-    caches = [load_or_build(s, c) if c is not None else decode_split(s) for _, s, c, _ in wanted]
+    caches = [_one_layout(name, lambda s=s, c=c: load_or_build(s, c) if c is not None else decode_split(s))
+              for name, s, c, _ in wanted]
     infos = [_cache_info(name, c, single) for (name, _, _, single), c in zip(wanted, caches)]
     geo = [_geo_flags(name, metas[name] or [{}] * len(c)) for (name, *_), c in zip(wanted, caches)]
     _check_views(infos, V, wanted)
@@ -304,6 +306,20 @@ def training_batches(cfg: TrainConfig, shards: Shards, cache_dir: str | os.PathL
     loader = torch.utils.data.DataLoader(ds, batch_size=None, sampler=range(start, cfg.steps), num_workers=w,
                                          pin_memory=device.type == "cuda", prefetch_factor=4 if w else None)
     return MixedBatches("stream", infos, geo, cfg.photo_mix, None, *args, loader=loader, sizes=sizes, start=start)
+
+
+def _one_layout(name: str, build: Callable[[], Any]) -> Any:
+    """``build()``; a pool whose samples differ in view counts or sizes (captures with fewer views than
+    ``captures.max_targets``) is a ConfigError naming the key that brought it in."""
+    try:
+        return build()
+    except ValueError as e:
+        if name == "train" or "layout" not in str(e):
+            raise
+        key, hint = {"captures": ("train.use_captures", "give every capture subject the same number of views, or set "
+                                                        "captures.max_targets to the smallest subject's views minus one"),
+                     "photos": ("train.photo_mix", "photos.res is the same for all photos: rebuild the shards stage")}[name]
+        raise ConfigError(key, f"{e}; {hint}") from None
 
 
 def _check_views(infos: list[PoolInfo], n_targets: int, wanted: list) -> None:

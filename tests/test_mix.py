@@ -67,6 +67,11 @@ def real_splits(tiny_shards, tmp_path_factory):
             cf.pop("points.npy")
         captures.append((f"capture_h{n}", lambda cf=cf: cf))
     write_shards(photos, root / "photos", "photos", 1)
+    uneven = dict(captures[0][1]())  # a subject with one target view fewer
+    cams = json.loads(uneven["cameras.json"])
+    cams["views"] = [v for v in cams["views"] if v["name"] != "view_005"]
+    uneven = {k: v for k, v in uneven.items() if not k.startswith("view_005.")} | {"cameras.json": encode_json(cams)}
+    write_shards([("capture_h0", lambda: uneven), captures[1]], root / "captures_uneven", "captures", 1)
     write_shards(captures, root / "captures", "captures", 1)
     (root / "empty").mkdir()
     return root
@@ -258,4 +263,8 @@ def test_bad_mix_settings_fail_early_naming_the_key(tiny_shards, real_splits, tm
         mixed(tiny_shards, real_splits, tmp_path, use_captures=True, n_targets=7)
     with pytest.raises(ConfigError, match=r"train.photo_mix: .*captures.* sample capture_h0 is not single-view"):
         training_batches(cfg(photo_mix=0.5), tiny_shards, None, CPU, 0, 1, S, 0, photos=real_splits / "captures")
+    for path in ("device", "decode"):
+        with pytest.raises(ConfigError, match=r"train.use_captures: .*captures_uneven: samples have different .*captures.max_targets"):
+            training_batches(cfg(use_captures=True, data_path=path), tiny_shards, None, CPU, 0, 1, S, 0,
+                             captures=real_splits / "captures_uneven")
     assert not (tmp_path / "run").exists()  # nothing was trained or written
