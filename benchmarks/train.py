@@ -41,7 +41,7 @@ def main() -> None:
     tcfg = dataclasses.replace(cfg.train, time_budget_min=None) if args.max_steps else cfg.train
     train(tcfg, model_cfg, cfg.paths.split("train"), cfg.paths.train_dir(args.method), not args.no_resume,
           stop_after=args.max_steps, ict_model=cfg.paths.ict_model, method=args.method, cache_dir=cfg.paths.cache("train"),
-          init_from=args.init_from)
+          init_from=args.init_from, photos=cfg.paths.split("photos"), captures=cfg.paths.split("captures"))
 
 
 if __name__ == "__main__":

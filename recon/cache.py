@@ -36,7 +36,7 @@ from anyhead.loader import shard_list
 from anyhead.samples import decode_sample
 from anyhead.shards import read_tar_samples, verify_shards
 
-from .data import RawSamples, input_choice, make_batch
+from .data import RawSamples, input_choice, make_batch, mask_u8, on_white_views
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: every input portrait, not only the first
@@ -78,9 +78,11 @@ def decode_split(shards: str | os.PathLike[str] | list[str]) -> SplitCache:
     keys, cols = [], {a: [] for a in ARRAYS}
     for p in paths:
         for files in tqdm(list(read_tar_samples(p)), desc=f"cache {Path(p).name}", leave=False):
-            s = decode_sample(files, geometry=False)
+            s = on_white_views(decode_sample(files, geometry=False))  # photos, captures: on white like renders
             inp = [v for v in s.views if v.role == "input"]
             tgt = [v for v in s.views if v.role == "target"]
+            if not tgt and s.meta.get("single_view"):  # a photo: its one supervised view is its input (recon.mix)
+                tgt = inp
             keys.append(s.key)
             cols["inputs"].append(_rgba(inp))
             cols["targets"].append(_rgba(tgt))
@@ -100,9 +102,7 @@ def decode_split(shards: str | os.PathLike[str] | list[str]) -> SplitCache:
 
 def _rgba(views: list[dict[str, Any]]) -> np.ndarray:
     # masks are decoded as coverage / 255; store the original byte again (exact round trip)
-    return np.stack([np.concatenate([np.asarray(v.rgb)[..., :3],
-                                     np.round(np.asarray(v.mask) * 255).astype(np.uint8)[..., None]], -1)
-                     for v in views])
+    return np.stack([np.concatenate([np.asarray(v.rgb)[..., :3], mask_u8(v.mask)[..., None]], -1) for v in views])
 
 
 def load_or_build(shards: str | os.PathLike[str] | list[str], folder: str | os.PathLike[str]) -> SplitCache:
@@ -196,12 +196,19 @@ class DeviceBatches:
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         seed, rank, world, batch, n_targets = self.args
         idx, views, inputs = pick(self.n, self.nv, seed, step, rank, world, batch, n_targets, self.ni)
-        i = torch.from_numpy(idx).to(self.device, non_blocking=True)
-        v = torch.from_numpy(views).to(self.device, non_blocking=True)
-        j = torch.from_numpy(inputs).to(self.device, non_blocking=True)
-        t = self.t
-        return finish(t["inputs"][i, j], t["targets"][i[:, None], v], t["in_w2c"][i, j], t["in_K"][i, j],
-                      t["t_w2c"][i[:, None], v], t["t_K"][i[:, None], v], *self.sizes)
+        return gather_device(self.t, idx, views, inputs, *self.sizes)
+
+
+def gather_device(t: dict[str, torch.Tensor], idx: np.ndarray, views: np.ndarray, inputs: np.ndarray, input_size: int,
+                  target_size: int) -> dict[str, torch.Tensor]:
+    """The float batch of samples ``idx`` (B,), target views ``views`` (B, V) and input portraits ``inputs`` (B,)
+    from a cache held on the device as tensors ``t`` (:data:`ARRAYS`)."""
+    dev = t["inputs"].device
+    i = torch.from_numpy(idx).to(dev, non_blocking=True)
+    v = torch.from_numpy(views).to(dev, non_blocking=True)
+    j = torch.from_numpy(inputs).to(dev, non_blocking=True)
+    return finish(t["inputs"][i, j], t["targets"][i[:, None], v], t["in_w2c"][i, j], t["in_K"][i, j],
+                  t["t_w2c"][i[:, None], v], t["t_K"][i[:, None], v], input_size, target_size)
 
 
 class _StepDataset(torch.utils.data.Dataset):
@@ -218,13 +225,19 @@ class _StepDataset(torch.utils.data.Dataset):
         c = self.cache
         idx, views, inputs = pick(len(c), c.targets.shape[1], seed, step, rank, world, batch, n_targets,
                                   c.inputs.shape[1])
-        order = np.argsort(idx)  # read the memory map in file order, then restore the draw order
-        inv = np.argsort(order)
-        inp = np.asarray(c.inputs[idx[order], inputs[order]])[inv]
-        tgt = np.stack([np.asarray(c.targets[j])[views[k]] for k, j in enumerate(idx)])
-        return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in (
-            inp, tgt, c.in_w2c[idx, inputs], c.in_K[idx, inputs], np.stack([c.t_w2c[j][views[k]] for k, j in enumerate(idx)]),
-            np.stack([c.t_K[j][views[k]] for k, j in enumerate(idx)])))
+        return gather_u8(c, idx, views, inputs)
+
+
+def gather_u8(c: SplitCache, idx: np.ndarray, views: np.ndarray, inputs: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """The uint8 views and cameras of samples ``idx``, target views ``views`` (B, V) and input portraits ``inputs``
+    read from a (memory-mapped) cache: :func:`finish`'s arguments but the sizes."""
+    order = np.argsort(idx)  # read the memory map in file order, then restore the draw order
+    inv = np.argsort(order)
+    inp = np.asarray(c.inputs[idx[order], inputs[order]])[inv]
+    tgt = np.stack([np.asarray(c.targets[j])[views[k]] for k, j in enumerate(idx)])
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in (
+        inp, tgt, c.in_w2c[idx, inputs], c.in_K[idx, inputs], np.stack([c.t_w2c[j][views[k]] for k, j in enumerate(idx)]),
+        np.stack([c.t_K[j][views[k]] for k, j in enumerate(idx)])))
 
 
 class StreamBatches:

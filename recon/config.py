@@ -167,6 +167,10 @@ class TrainConfig:
     data_path: Literal["auto", "device", "stream", "decode"]  # see recon.cache; auto picks device or stream by size
     loader_workers: int = num(ge=0)  # DataLoader workers of the stream path
     compile: bool  # torch.compile the model's forward (CUDA)
+    # fraction of each batch drawn from the ``photos`` split: single-view portraits supervised on their input view
+    # only (recon.mix); 0 = multi-view samples only (the batches of before)
+    photo_mix: float = num(ge=0, lt=1)
+    use_captures: bool  # add the ``captures`` split's samples to the multi-view pool (recon.mix)
 
     def __post_init__(self) -> None:
         if self.warmup > self.steps:

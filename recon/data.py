@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from anyhead.loader import shard_list
-from anyhead.samples import View, decode_sample
+from anyhead.samples import Sample, View, decode_sample
 from anyhead.shards import read_tar_samples
 
 
@@ -39,9 +39,37 @@ class RawSamples:
         """The camera records of sample i (no image decoding)."""
         return json.loads(self.files[i]["cameras.json"])["views"]
 
-    def decode(self, i: int, names: set[str]) -> dict[str, Any]:
-        """Sample i with only the named views' colour and masks decoded."""
-        return decode_sample(self.files[i], views=names, geometry=False)
+    def decode(self, i: int, names: set[str]) -> Sample:
+        """Sample i with only the named views' colour and masks decoded; real images (photos, captures) composited
+        on white (:func:`on_white_views`)."""
+        return on_white_views(decode_sample(self.files[i], views=names, geometry=False))
+
+
+def real_background(meta: dict[str, Any]) -> bool:
+    """Whether a sample's images keep a real background behind their mask: photos (unless made with
+    ``photos.background: white``) and captures. Renders are rendered on white."""
+    return meta.get("source") in ("photo", "capture") and meta.get("background") != "white"
+
+
+def composite_white_u8(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """uint8 RGB (H, W, 3) over white with a uint8 coverage mask (H, W), rounded to uint8: what a render of the
+    same pixels would hold (every training image is then on white, like the models' inputs at inference)."""
+    m = mask.astype(np.uint32)[..., None]
+    return ((rgb[..., :3].astype(np.uint32) * m + 255 * (255 - m) + 127) // 255).astype(np.uint8)
+
+
+def mask_u8(mask: np.ndarray) -> np.ndarray:
+    """A decoded mask (coverage / 255, float) as its original byte again (exact round trip)."""
+    return np.round(np.asarray(mask) * 255).astype(np.uint8)
+
+
+def on_white_views(s: Sample) -> Sample:
+    """``s`` with every decoded view composited on white where the sample has a real background
+    (:func:`real_background`); renders are returned as they are."""
+    if real_background(s.meta):
+        for v in s.views:
+            v.rgb = composite_white_u8(np.asarray(v.rgb), mask_u8(v.mask))
+    return s
 
 
 def view_tensors(v: View, size: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:

@@ -50,9 +50,20 @@ def weighted_l1(rgb: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, fg_weig
     return ((rgb - gt).abs() * w).mean() / w.mean()
 
 
+def _weighted_mean(per_image: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """sum(weight * x) / sum(weight) of per-image values (N,)."""
+    return (per_image * weight).sum() / weight.sum()
+
+
 class ReconLoss(torch.nn.Module):
     """Rendered targets vs ground truth (foreground-weighted L1, SSIM, LPIPS, alpha vs mask) + the
-    auxiliary head's L1 and LPIPS."""
+    auxiliary head's L1 and LPIPS.
+
+    ``weight`` (N,), optional: each rendered view's weight in every term (:mod:`recon.mix`: a single-view photo
+    weighs 1 on its input view and 0 on the padding views). Each term is then the weighted mean over views of what
+    it is per view (L1: per pixel, with the foreground weights), so the loss equals the unweighted loss of the
+    views with weight 1 alone and a view of weight 0 gets no gradient. Without it (every batch of renders only)
+    the terms are computed exactly as before."""
 
     def __init__(self, w: LossConfig) -> None:
         super().__init__()
@@ -64,9 +75,11 @@ class ReconLoss(torch.nn.Module):
             self.lpips = LPIPS()
 
     def forward(self, rgb: torch.Tensor, alpha: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor,
-                aux_rgb: torch.Tensor | None = None, aux_gt: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """rgb, gt (N, 3, H, W); alpha, mask (N, 1, H, W); aux (N', 3, r, r)."""
+                aux_rgb: torch.Tensor | None = None, aux_gt: torch.Tensor | None = None,
+                weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """rgb, gt (N, 3, H, W); alpha, mask (N, 1, H, W); aux (N', 3, r, r); weight (N,) or None."""
+        if weight is not None:
+            return self._weighted(rgb, alpha, gt, mask, aux_rgb, aux_gt, weight)
         parts = {"l1": weighted_l1(rgb, gt, mask, self.w.fg_weight), "ssim": 1 - ssim(rgb, gt, crop=False).mean(),
                  "mask": (alpha - mask).abs().mean()}
         if self.lpips is not None and self.w.lpips > 0:
@@ -75,5 +88,26 @@ class ReconLoss(torch.nn.Module):
             parts["aux"] = (aux_rgb - aux_gt).abs().mean()
             if self.lpips is not None and self.w.aux_lpips > 0:
                 parts["aux_lpips"] = self.lpips(aux_rgb.float(), aux_gt.float(), normalize=True).mean()
+        return self._total(parts)
+
+    def _weighted(self, rgb: torch.Tensor, alpha: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor,
+                  aux_rgb: torch.Tensor | None, aux_gt: torch.Tensor | None, weight: torch.Tensor
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        w = weight.to(torch.float32)
+        pix = (1 + self.w.fg_weight * mask.float()) * w[:, None, None, None]  # (N, 1, H, W)
+        parts = {"l1": ((rgb - gt).abs() * pix).mean() / pix.mean(),  # weighted_l1 with the views' weights
+                 "ssim": _weighted_mean(1 - ssim(rgb, gt, crop=False), w),
+                 "mask": _weighted_mean((alpha - mask).abs().mean((1, 2, 3)), w)}
+        if self.lpips is not None and self.w.lpips > 0:
+            parts["lpips"] = _weighted_mean(self.lpips(rgb.float(), gt.float(), normalize=True), w)
+        if aux_rgb is not None and aux_gt is not None:
+            if aux_rgb.shape[0] != w.shape[0]:
+                raise ValueError(f"auxiliary images {aux_rgb.shape[0]} vs view weights {w.shape[0]}: one weight per view")
+            parts["aux"] = _weighted_mean((aux_rgb - aux_gt).abs().mean((1, 2, 3)), w)
+            if self.lpips is not None and self.w.aux_lpips > 0:
+                parts["aux_lpips"] = _weighted_mean(self.lpips(aux_rgb.float(), aux_gt.float(), normalize=True), w)
+        return self._total(parts)
+
+    def _total(self, parts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         total = sum(getattr(self.w, k) * v for k, v in parts.items())
         return total, {k: v.detach() for k, v in parts.items()}  # tensors: reading them on the host waits for the GPU

@@ -31,10 +31,10 @@ from tqdm import tqdm
 from anyhead.config import ConfigError
 from anyhead.io import write_json
 
-from .cache import batch_source
 from .checkpoints import MODEL_FILE, CheckpointError, build_model, load_model, load_train_state, read_record, save_checkpoint
 from .config import ArchConfig, TrainConfig, load_config
 from .losses import ReconLoss
+from .mix import training_batches
 from .render import render
 
 log = logging.getLogger(__name__)
@@ -143,9 +143,11 @@ class StepRunner:
         aux_gt = None
         if "aux_rgb" in o:
             aux_gt = F.interpolate(batch["t_rgb"].flatten(0, 1), size=o["aux_rgb"].shape[-2:], mode="area")
+        # mixed batches (recon.mix) weigh each view: a photo counts on its input view only
+        weight = batch["t_weight"].flatten() if "t_weight" in batch else None
         loss, parts = self.loss_fn(r["rgb"].flatten(0, 1), r["alpha"].flatten(0, 1), batch["t_rgb"].flatten(0, 1),
                                    batch["t_mask"].flatten(0, 1),
-                                   o["aux_rgb"].flatten(0, 1).float() if "aux_rgb" in o else None, aux_gt)
+                                   o["aux_rgb"].flatten(0, 1).float() if "aux_rgb" in o else None, aux_gt, weight)
         mark("loss")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -189,7 +191,8 @@ def train(cfg: TrainConfig, model_cfg: ArchConfig, shards: str | os.PathLike[str
           out: str | os.PathLike[str], resume: bool = True, anchors: tuple[np.ndarray, np.ndarray] | None = None,
           stop_after: int | None = None, ict_model: str | os.PathLike[str] | None = None,
           method: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
-          init_from: str | os.PathLike[str] | None = None) -> TrainResult:
+          init_from: str | os.PathLike[str] | None = None, photos: str | os.PathLike[str] | None = None,
+          captures: str | os.PathLike[str] | None = None) -> TrainResult:
     """Train ``model_cfg`` to ``cfg.steps`` (or stop early after ``stop_after`` steps: tests use it to
     simulate an interruption).
 
@@ -197,7 +200,9 @@ def train(cfg: TrainConfig, model_cfg: ArchConfig, shards: str | os.PathLike[str
     released weights (same config) with a fresh optimizer. ``cache_dir`` keeps the decoded split
     between runs (:mod:`recon.cache`). With ``time_budget_min`` the step count is planned from the
     measured step time after a few steps, so the LR schedule reaches its floor within the budget;
-    every rank gets the same plan. ``method`` (a registry name) is recorded in the checkpoint."""
+    every rank gets the same plan. ``method`` (a registry name) is recorded in the checkpoint. ``photos`` and
+    ``captures`` are those splits' shard folders, read when ``cfg.photo_mix`` > 0 / ``cfg.use_captures``
+    (:mod:`recon.mix`; their caches beside ``cache_dir``)."""
     out = Path(out)
     rank, world, device = _dist()
     seed = cfg.seed
@@ -233,11 +238,11 @@ def train(cfg: TrainConfig, model_cfg: ArchConfig, shards: str | os.PathLike[str
         if world > 1 else model
     if cfg.compile and device.type == "cuda":
         net = torch.compile(net)
-    B, V = cfg.batch_size, cfg.n_targets
-    S, T = model.cfg.image_size, cfg.target_size  # every architecture's config has image_size
+    B, S = cfg.batch_size, model.cfg.image_size  # every architecture's config has image_size
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    batches = batch_source(cfg.data_path, shards, cache_dir, device, seed, rank, world, B, V, S, T, start, cfg.steps,
-                           cfg.loader_workers)
+    side = (lambda split: Path(cache_dir).with_name(split)) if cache_dir is not None else (lambda split: None)
+    batches = training_batches(cfg, shards, cache_dir, device, rank, world, S, start, photos, captures, side("photos"),
+                               side("captures"))
     runner = StepRunner(cfg, model, net, opt, loss_fn, device, ema)
     runner.rank = rank
     if rank == 0:
@@ -356,7 +361,8 @@ def main() -> None:
     method = args.arch.replace("_", "-")
     train(cfg.train, getattr(cfg, args.arch), args.shards or cfg.paths.split("train"),
           args.out or cfg.paths.train_dir(method), not args.no_resume, ict_model=cfg.paths.ict_model, method=method,
-          cache_dir=None if args.shards else cfg.paths.cache("train"), init_from=args.init_from)
+          cache_dir=None if args.shards else cfg.paths.cache("train"), init_from=args.init_from,
+          photos=cfg.paths.split("photos"), captures=cfg.paths.split("captures"))
 
 
 if __name__ == "__main__":
