@@ -187,7 +187,7 @@ POSED_PITCHES = (-25, 0, 25)
 def posed_renders(ict_model):
     """The ICT mean head (two skin/hair appearances) rendered at known yaw/pitch, 384 px, 60 mm-equivalent.
 
-    Held out from the pose correction's calibration: that is fitted on random ICT identities (seeds 9000-9039 in
+    Held out from the pose correction's calibration: that is fitted on random ICT identities (seeds 9000-9079 in
     anyhead.build_face_template), never the mean head, and with other appearance seeds."""
     from anyhead.build_face_template import CALIBRATION_SEEDS
     from anyhead.hair import HairParams
@@ -333,3 +333,21 @@ def test_crop_of_an_off_centre_photo_reproduces_the_rig_input(ict_model):
               f"mean pixel difference {diff:.1f}/255")
         assert rot < 4.0 and diff < 8.0
         assert 0.9 < dist < 1.1  # scale comes from the mean face's size: perspective, not framing, depends on it
+
+
+def test_mirror_average_keeps_a_consistent_pose_and_leaves_frontal_faces_alone():
+    from anyhead.headpose import HeadPose, average_with_mirror, rotate_head
+
+    S = np.diag([-1.0, 1.0, 1.0, 1.0])
+    K = intrinsics_from_focal_mm(60.0, 384, 384)
+    for yaw, moved in ((40.0, True), (5.0, False)):
+        w2c = orbit_camera(yaw, 10.0, 0.8, LOOK_AT)
+        pose = HeadPose(w2c, K, 384, 384, 1.0, 2.0, 60.0, "given")
+        # the mirrored photo's pose agrees: nothing moves
+        assert np.allclose(average_with_mirror(pose, HeadPose(S @ w2c @ S, K, 384, 384, 1.0, 2.0, 60.0, "given")).w2c, w2c, atol=1e-9)
+        # it disagrees by 4 degrees of head yaw: a turned face moves half way, a near-frontal one not at all
+        other = rotate_head(w2c, np.radians([0.0, 4.0, 0.0]))
+        out = average_with_mirror(pose, HeadPose(S @ other @ S, K, 384, 384, 1.0, 2.0, 60.0, "given")).w2c
+        R = out[:3, :3] @ w2c[:3, :3].T
+        ang = np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1)))
+        assert np.isclose(ang, 2.0, atol=0.05) if moved else ang < 1e-6
