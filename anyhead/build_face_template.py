@@ -1,6 +1,6 @@
 """Offline: build the face-mesh -> ICT template table ``anyhead/face_template.py`` used by :mod:`anyhead.headpose`.
 
-    python -m anyhead.build_face_template [--ict-archive A] [--out anyhead/face_template.py]
+    python -m anyhead.build_face_template [--ict-archive A] [--out anyhead/face_template.py] [--turned-only]
 
 Renders the ICT mean head with the project's renderer, runs mediapipe's face mesh on every render and
 records which landmarks land on a stable skin point, the ICT vertex there, and where each one sits per yaw;
@@ -8,6 +8,11 @@ then renders 80 random ICT identities with random expressions at random known po
 images) and fits the pose correction's ridge model on them (the method is described in
 :mod:`anyhead.headpose`). Needs the ICT archive; photo analysis needs only the generated table (about 35 kB).
 About 5 minutes on 2 cores. The build is deterministic: running it again rewrites the same file.
+
+``--turned-only`` keeps the table's template and near-frontal correction (calibrated on the renderer's first look,
+which the renderer no longer draws; real photos are near-frontal and must not move) and refits only the correction
+of turned faces (``CORRECTION_TURNED_*``) on the same calibration heads drawn with the current renderer (about 12
+minutes on 2 cores).
 """
 from __future__ import annotations
 
@@ -200,24 +205,43 @@ def write_template_module(table: dict[str, Any], path: str | Path) -> None:
              f"SPREAD_MM = {tuple(table['spread_mm'])!r}",
              f"SNAP_MM = {tuple(table['snap_mm'])!r}",
              ""]
-    c = table.get("correction")
-    if c is not None:
-        def g(a: np.ndarray) -> str:
-            return "(" + ", ".join(f"{float(v):.5g}" for v in a) + ")"
+    def g(a: np.ndarray) -> str:
+        return "(" + ", ".join(f"{float(v):.5g}" for v in a) + ")"
 
+    for key, name, what in (("correction", "CORRECTION", "pose correction (anyhead.headpose.pose_correction)"),
+                            ("correction_turned", "CORRECTION_TURNED", "correction of turned faces, current renderer's look")):
+        c = table.get(key)
+        if c is None:
+            continue
         lines[-1:] = [
-            f"# pose correction (anyhead.headpose.pose_correction): ridge regression (ridge {c['ridge']:g}) on {c['samples']}",
+            f"# {what}: ridge regression (ridge {c['ridge']:g}) on {c['samples']}",
             f"# renders of {len(CALIBRATION_SEEDS)} random identities (seeds {CALIBRATION_SEEDS[0]}-{CALIBRATION_SEEDS[-1]}), "
             "mirrored ones included",
-            f"CORRECTION_MEAN = {g(c['mean'])}",
-            f"CORRECTION_SCALE = {g(c['scale'])}",
-            "CORRECTION_COEF = (",
+            f"{name}_MEAN = {g(c['mean'])}",
+            f"{name}_SCALE = {g(c['scale'])}",
+            f"{name}_COEF = (",
             *[f"    {g(row)}," for row in c["coef"]],
             ")",
-            f"CORRECTION_MAX_DEG = {c['max_deg']:.1f}",
+            f"{name}_MAX_DEG = {c['max_deg']:.1f}",
             ""]
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines))
+
+
+def table_from_module() -> dict[str, Any]:
+    """The installed table (:mod:`anyhead.face_template`) as :func:`write_template_module` takes it."""
+    from . import face_template as t
+
+    table: dict[str, Any] = {"mp_index": list(t.MP_INDEX), "ict_vertex": list(t.ICT_VERTEX), "points": [list(p) for p in t.POINTS],
+                             "yaws": list(t.YAWS), "points_by_yaw": np.asarray(t.POINTS_BY_YAW).tolist(),
+                             "spread_mm": list(t.SPREAD_MM), "snap_mm": list(t.SNAP_MM)}
+    for key, name in (("correction", "CORRECTION"), ("correction_turned", "CORRECTION_TURNED")):
+        if hasattr(t, f"{name}_COEF"):
+            head = Path(t.__file__).read_text().split(f"{name}_MEAN")[0].splitlines()[-2]  # "# ...: ridge regression (ridge R) on N"
+            table[key] = {"mean": np.asarray(getattr(t, f"{name}_MEAN")), "scale": np.asarray(getattr(t, f"{name}_SCALE")),
+                          "coef": np.asarray(getattr(t, f"{name}_COEF")), "max_deg": float(getattr(t, f"{name}_MAX_DEG")),
+                          "ridge": float(head.split("(ridge ")[1].split(")")[0]), "samples": int(head.split()[-1])}
+    return table
 
 
 def main() -> None:
@@ -226,6 +250,8 @@ def main() -> None:
     ap.add_argument("--cache", default=".cache")
     ap.add_argument("--out", default=str(Path(__file__).with_name("face_template.py")))
     ap.add_argument("--params", default="params.yaml", help="its base `assets` section samples the skin appearance")
+    ap.add_argument("--turned-only", action="store_true",
+                    help="keep the installed template and near-frontal correction, refit only the turned-face correction")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
     import importlib
@@ -235,6 +261,13 @@ def main() -> None:
 
     assets = read_params(args.params, "default").section(AssetsConfig, "assets")
     folder = ict.extract_archive(args.ict_archive, args.cache)
+    if args.turned_only:
+        table = table_from_module()
+        X, Y, _ = calibration_samples(ict.ICTModel.from_folder(folder), assets)
+        table["correction_turned"] = fit_correction(X, Y)
+        write_template_module(table, args.out)
+        log.info("wrote %s (turned-face correction only)", args.out)
+        return
     model = ict.ICTModel.from_folder(folder, with_expressions=False)
     table = build_template(model, assets)
     # the correction's features are computed against the table's points: make the new ones the module's first

@@ -32,6 +32,13 @@ virtual camera that frames the head the way the training input rig does.
   degrees and the correction follows yaw and pitch alone), each feature is clipped at 3 calibration standard
   deviations, and the correction at the largest one seen in calibration. The reported reprojection error,
   and the refusal of implausible fits, are those of the uncorrected fit.
+* **Turned faces**: that first correction was calibrated on the renderer's first look; near-frontal faces (real photos,
+  where it is already within a few degrees) keep it unchanged. Between 15 and 25 degrees of fitted yaw
+  (:data:`TURNED_GATE_DEG`) it fades into a second model of the same form (``CORRECTION_TURNED_*``, fitted by
+  ``python -m anyhead.build_face_template --turned-only`` on the same calibration heads drawn with the current
+  renderer: eyes, lashes, card hair, SH lighting). For turned faces the photo is also analysed mirrored (the face mesh's
+  errors on a turned face are not mirror-symmetric) and the two corrected rotations are averaged, the mirrored one
+  faded in over the same gate (:func:`average_with_mirror`); the face stays where it is in the image.
 * **Framing**: a virtual camera at the photo camera's centre looks at the rig's look-at point
   (:data:`anyhead.render.rigs.LOOK_AT`) with the head's +y up (no roll, like every rig camera) and a focal
   length that makes the head span :data:`RIG_HEAD_FILL` of the frame at the rig's scale
@@ -67,6 +74,8 @@ CORRECTION_Z_CLIP = 3.0  # ... and at this many calibration standard deviations
 # the residual features fade in between these yaws: near-frontal faces (most photos, and where the uncorrected fit
 # is already within a few degrees) are corrected by their yaw and pitch alone
 CORRECTION_GATE_DEG = (20.0, 40.0)
+# the turned-face correction, and the average with the mirrored photo's pose, fade in between these fitted yaws
+TURNED_GATE_DEG = (15.0, 25.0)
 EYE_CORNERS = (33, 263)  # mediapipe indices of the outer eye corners (right eye, left eye of the subject)
 
 
@@ -211,19 +220,54 @@ def standardise(features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np
     return np.where(np.isfinite(features), x, 0.0)
 
 
-def pose_correction(features: np.ndarray) -> np.ndarray | None:
-    """The calibrated head rotation (head-frame rotation vector, radians) that takes an uncorrected fit to the
-    true pose, from the linear model in the template table (None when the table has none)."""
+def turned_weight(yaw_deg: float) -> float:
+    """0 for near-frontal fits, 1 for turned ones, linear between the yaws of :data:`TURNED_GATE_DEG`."""
+    lo, hi = TURNED_GATE_DEG
+    return float(np.clip((abs(yaw_deg) - lo) / (hi - lo), 0.0, 1.0))
+
+
+def _linear_correction(features: np.ndarray, name: str) -> np.ndarray | None:
     from . import face_template as t
 
-    if not hasattr(t, "CORRECTION_COEF"):
+    if not hasattr(t, f"{name}_COEF"):
         return None
-    mu, sd = np.asarray(t.CORRECTION_MEAN), np.asarray(t.CORRECTION_SCALE)
-    x = standardise(features, mu, sd)
-    rv = x @ np.asarray(t.CORRECTION_COEF)
+    x = standardise(features, np.asarray(getattr(t, f"{name}_MEAN")), np.asarray(getattr(t, f"{name}_SCALE")))
+    rv = x @ np.asarray(getattr(t, f"{name}_COEF"))
     n = float(np.linalg.norm(rv))
-    limit = np.radians(t.CORRECTION_MAX_DEG)
+    limit = np.radians(getattr(t, f"{name}_MAX_DEG"))
     return rv if n <= limit else rv * (limit / n)
+
+
+def pose_correction(features: np.ndarray, yaw_deg: float = 0.0) -> np.ndarray | None:
+    """The calibrated head rotation (head-frame rotation vector, radians) that takes an uncorrected fit (at
+    ``yaw_deg``) to the true pose, from the linear models in the template table: the first one for near-frontal
+    fits, fading into the turned-face one (:func:`turned_weight`). None when the table has none."""
+    rv = _linear_correction(features, "CORRECTION")
+    w = turned_weight(yaw_deg)
+    if rv is None or w == 0.0:
+        return rv
+    turned = _linear_correction(features, "CORRECTION_TURNED")
+    return rv if turned is None else (1.0 - w) * rv + w * turned
+
+
+def average_with_mirror(pose: HeadPose, mirrored: HeadPose) -> HeadPose:
+    """``pose`` with its rotation averaged with that of the mirrored photo's pose (``mirrored``: solved on the
+    horizontally flipped photo, its intrinsics flipped likewise), the mirrored one weighted by half the
+    :func:`turned_weight` of ``pose``; the head turns about the template's centroid (the face stays in place).
+    The reprojection figures stay those of ``pose``."""
+    from dataclasses import replace
+
+    from scipy.spatial.transform import Rotation
+
+    w = 0.5 * turned_weight(pose.yaw_pitch_roll[0])
+    if w == 0.0:
+        return pose
+    S = np.diag([-1.0, 1.0, 1.0, 1.0])
+    R1, R2 = pose.w2c[:3, :3], (S @ mirrored.w2c @ S)[:3, :3]
+    U, _, Vt = np.linalg.svd((1.0 - w) * R1 + w * R2)  # the chordal mean of the two rotations
+    Ra = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+    rv = Rotation.from_matrix(R1.T @ Ra).as_rotvec()
+    return replace(pose, w2c=rotate_head(pose.w2c, rv))
 
 
 def solve_head_pose(uv: np.ndarray, K: np.ndarray, width: int, height: int, source: str,
@@ -232,7 +276,7 @@ def solve_head_pose(uv: np.ndarray, K: np.ndarray, width: int, height: int, sour
     correction of the face mesh's bias at large yaw; refuses an implausible fit with an :class:`InputError`
     naming ``source``."""
     fit, use = fit_template(uv, K, source)
-    rv = pose_correction(correction_features(uv, K, fit, use))
+    rv = pose_correction(correction_features(uv, K, fit, use), _angles(fit)[0])
     w2c = fit if rv is None else rotate_head(fit, rv)
     # how well the landmarks fit a head is judged on the fit itself: at the corrected pose the yaw's template points
     # fit them worse (the face mesh flattens turned faces; that bias is what the correction removes)

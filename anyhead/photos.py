@@ -22,7 +22,17 @@ from PIL import Image
 from .cameras import CONVENTION, Camera
 from .config import PhotosConfig
 from .face import FaceLandmarks, face_landmarks
-from .headpose import FOCAL_PRIOR_MM, HeadPose, apply_homography, photo_intrinsics, rig_camera, solve_head_pose, warp_to_rig
+from .headpose import (
+    FOCAL_PRIOR_MM,
+    HeadPose,
+    apply_homography,
+    average_with_mirror,
+    photo_intrinsics,
+    rig_camera,
+    solve_head_pose,
+    turned_weight,
+    warp_to_rig,
+)
 from .imageio import Photo, load_photo, photo_from_array
 from .io import InputError, source_key
 from .matting import alpha_matte, composite_on_white
@@ -75,7 +85,10 @@ def analyse_portrait(image: np.ndarray | Photo, res: int, focal_mm: float | None
     else:
         f, fsrc = FOCAL_PRIOR_MM, f"prior {FOCAL_PRIOR_MM:g} mm-equivalent (no EXIF focal length)"
     lm = face_landmarks(photo.rgb, src)
-    pose = solve_head_pose(lm.uv, photo_intrinsics(W, H, f), W, H, src, fsrc)
+    K = photo_intrinsics(W, H, f)
+    pose = solve_head_pose(lm.uv, K, W, H, src, fsrc)
+    if turned_weight(pose.yaw_pitch_roll[0]) > 0:  # a turned face: average with the mirrored photo's pose (anyhead.headpose)
+        pose = _with_mirror(photo.rgb, pose, K, src, fsrc)
     hi = max(res, MATTE_RES)
     cam_hi, Hm = rig_camera(pose, hi)
     crop = warp_to_rig(photo.rgb, Hm, hi)
@@ -87,6 +100,21 @@ def analyse_portrait(image: np.ndarray | Photo, res: int, focal_mm: float | None
         alpha = cv2.resize(alpha, (res, res), interpolation=cv2.INTER_AREA)
     S = np.diag([res / hi, res / hi, 1.0])
     return Portrait(photo, lm, pose, cam_hi.resize(res, res), S @ Hm, crop, alpha)
+
+
+def _with_mirror(rgb: np.ndarray, pose: HeadPose, K: np.ndarray, src: str, fsrc: str) -> HeadPose:
+    """``pose`` averaged with the pose solved on the horizontally flipped photo (:func:`anyhead.headpose.average_with_mirror`);
+    ``pose`` itself when the flipped photo's face cannot be analysed."""
+    H, W = rgb.shape[:2]
+    K_m = K.copy()
+    K_m[0, 2] = W - K[0, 2]
+    try:
+        lm_m = face_landmarks(np.ascontiguousarray(rgb[:, ::-1]), f"{src} (mirrored)")
+        mirrored = solve_head_pose(lm_m.uv, K_m, W, H, f"{src} (mirrored)", fsrc)
+    except InputError as e:
+        log.info("%s: pose of the mirrored photo not used: %s", src, e)
+        return pose
+    return average_with_mirror(pose, mirrored)
 
 
 def portrait_sample(image: np.ndarray | Photo, key: str, res: int = 256, focal_mm: float | None = None,
