@@ -60,7 +60,8 @@ def build_model(model_cfg: ArchConfig, ict_model: str | os.PathLike[str] | None 
             raise ValueError("the structured scaffold needs the ICT model file (ict_model=...) or explicit anchors")
         from anyhead.ict import ICTModel
 
-        extra = {"neck_floor": model_cfg.neck_floor, "face_density": model_cfg.face_density} \
+        extra = {"neck_floor": model_cfg.neck_floor, "face_density": model_cfg.face_density, "shoulders": model_cfg.shoulders,
+                 "torso_floor": model_cfg.torso_floor, "torso_density": model_cfg.torso_density} \
             if model_cfg.arch_version == 2 else {}
         anchors = template_scaffold(ICTModel.load(ict_model), model_cfg.n_anchors, seed, **extra)
     model = Any3DAvatar(model_cfg, torch.as_tensor(anchors[0]), torch.as_tensor(anchors[1]))
@@ -181,6 +182,20 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     return model.to(map_location), record
+
+
+# The structured scaffold's shape: a warm start may change these (the network is shared by every anchor, so its
+# weights carry over); the buffers derived from the scaffold are then rebuilt, not loaded.
+SCAFFOLD_KEYS = ("shoulders", "torso_floor", "torso_density", "neck_floor", "face_density")
+SCAFFOLD_BUFFERS = ("anchors", "normals", "x_scaffold")
+
+
+def scaffold_free(path: str | os.PathLike[str], expected: ArchConfig) -> ArchConfig:
+    """``expected`` with the stored checkpoint's scaffold keys: what a warm start compares (every other key must match)."""
+    if not isinstance(expected, ModelConfig):
+        return expected
+    stored = model_config_from_dict(read_record(Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path))["model_cfg"])
+    return dataclasses.replace(expected, **{k: getattr(stored, k) for k in SCAFFOLD_KEYS})
 
 
 def check_config(path: str | os.PathLike[str], stored: ArchConfig, expected: ArchConfig) -> None:

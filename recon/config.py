@@ -68,6 +68,10 @@ class ModelConfig:
     face_density: float = num(ge=1, le=4)  # face anchors this many times closer together than elsewhere
     hair_offset: float = num(gt=0, le=0.2)  # offset limit over scalp, sides and back (max_offset: face and neck)
     token_group: int = num(ge=1, le=64)  # anchors per denoiser token (k-d tree neighbourhoods): attention over M / g tokens
+    # structured scaffold over the shoulders (renders show a torso below the neck); defaults keep earlier checkpoints' meaning
+    shoulders: bool = False  # anchors on a mean torso grown from the neck, down to torso_floor
+    torso_floor: float = num(-0.34, ge=-0.6, le=-0.15)  # metres (y): the lowest torso anchors
+    torso_density: float = num(0.6, gt=0, le=4)  # torso anchors this many times closer together than on the head (< 1: sparser)
     arch: Literal["any3davatar"] = "any3davatar"
 
     def __post_init__(self) -> None:

@@ -31,7 +31,18 @@ from tqdm import tqdm
 from anyhead.config import ConfigError
 from anyhead.io import write_json
 
-from .checkpoints import MODEL_FILE, CheckpointError, build_model, load_model, load_train_state, read_record, save_checkpoint
+from .checkpoints import (
+    MODEL_FILE,
+    SCAFFOLD_BUFFERS,
+    SCAFFOLD_KEYS,
+    CheckpointError,
+    build_model,
+    load_model,
+    load_train_state,
+    read_record,
+    save_checkpoint,
+    scaffold_free,
+)
 from .config import ArchConfig, TrainConfig, load_config
 from .losses import ReconLoss
 from .mix import training_batches
@@ -221,8 +232,15 @@ def train(cfg: TrainConfig, model_cfg: ArchConfig, shards: str | os.PathLike[str
     else:
         model, opt_state, ema_state = build_model(model_cfg, ict_model, anchors, seed), None, None
         if init_from is not None:
-            init, rec = load_model(init_from, expect=model_cfg)
-            missing, unexpected = model.load_state_dict(init.state_dict(), strict=False)
+            init, rec = load_model(init_from, expect=scaffold_free(init_from, model_cfg))
+            sd = init.state_dict()
+            changed = [k for k in SCAFFOLD_KEYS if getattr(init.cfg, k, None) != getattr(model_cfg, k, None)]
+            if changed:  # another scaffold: the network carries over, the scaffold is ours
+                sd = {k: v for k, v in sd.items() if k not in SCAFFOLD_BUFFERS}
+                log.info("warm start across scaffolds (%s differ): network weights from %s, scaffold rebuilt",
+                         ", ".join(changed), init_from)
+            missing, unexpected = model.load_state_dict(sd, strict=False)
+            missing = [k for k in missing if k not in SCAFFOLD_BUFFERS]
             if unexpected or any(not k.startswith("aux.") for k in missing):
                 raise CheckpointError(f"{init_from}: weights do not fit: missing {sorted(missing)[:5]}, "
                                       f"unexpected {sorted(unexpected)[:5]}")

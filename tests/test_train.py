@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 
 from anyhead.config import replace
 from recon.any3davatar.scaffold import sphere_scaffold
-from recon.checkpoints import CheckpointError, load_model
+from recon.checkpoints import CheckpointError, build_model, load_model
 from recon.train import train
 from tests.conftest import ROOT, profile_config
 
@@ -293,6 +293,30 @@ def test_init_from_released_weights_warm_starts(tiny_shards, tmp_path):
     with pytest.raises(CheckpointError, match="dim: checkpoint 48 vs configured 64"):
         train(cfg(steps=2), replace(MODEL, {"dim": 64}), tiny_shards, tmp_path / "c", resume=False, anchors=anchors(),
               init_from=tmp_path / "a" / "model.safetensors")
+def test_init_from_another_scaffold_keeps_the_network_and_rebuilds_the_scaffold(tiny_shards, tmp_path):
+    """A warm start may change the scaffold (e.g. shoulders on): the network weights carry over, the anchors and
+    the scaffold state are the new config's; any other config difference is still refused."""
+    train(cfg(steps=2, ema_decay=0.0), MODEL, tiny_shards, tmp_path / "a", resume=False, anchors=anchors())
+    src, _ = load_model(tmp_path / "a")
+    wide = replace(MODEL, {"shoulders": True, "torso_floor": -0.3})
+    a2, n2 = sphere_scaffold(128, radius=0.12)
+    r = train(cfg(steps=1, ema_decay=0.0, lr=1e-12, warmup=0), wide, tiny_shards, tmp_path / "b", resume=False,
+              anchors=(a2, n2), init_from=tmp_path / "a" / "model.safetensors")
+    fresh = build_model(wide, anchors=(a2, n2))
+    got = r.model.state_dict()
+    for k in ("anchors", "normals", "x_scaffold"):
+        assert torch.equal(got[k].cpu(), fresh.state_dict()[k]), k
+    for k in ("anchors", "x_scaffold"):  # (a larger sphere: the same normals)
+        assert not torch.allclose(got[k].cpu(), src.state_dict()[k]), k
+    for k, v in src.state_dict().items():
+        if k not in ("anchors", "normals", "x_scaffold"):
+            assert torch.allclose(v, got[k].cpu(), atol=1e-6), k
+    assert load_model(tmp_path / "b")[0].cfg.shoulders
+    with pytest.raises(CheckpointError, match="dim"):
+        train(cfg(steps=1, warmup=0), replace(wide, {"dim": 64}), tiny_shards, tmp_path / "c", resume=False, anchors=(a2, n2),
+              init_from=tmp_path / "a" / "model.safetensors")
+
+
 def test_crop_of_the_render_is_the_render_of_the_crop():
     """A crop window with the principal point shifted renders exactly that window of the full view."""
     from anyhead.cameras import intrinsics_from_fov, orbit_camera

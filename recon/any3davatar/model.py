@@ -261,7 +261,8 @@ class Any3DAvatar(nn.Module):
         self.register_buffer("anchors", anchors.float())
         self.register_buffer("normals", F.normalize(normals.float(), dim=-1))
         # metres each anchor's Gaussians may move: per region in v2, from the anchors, so not stored
-        limit = region_offset_limits(anchors.detach().cpu().float().numpy(), cfg.max_offset, cfg.hair_offset) if self.v2 \
+        limit = region_offset_limits(anchors.detach().cpu().float().numpy(), cfg.max_offset, cfg.hair_offset,
+                                     cfg.shoulders) if self.v2 \
             else np.full(M, cfg.max_offset, np.float32)
         self.register_buffer("offset_limit", torch.from_numpy(limit), persistent=False)
         shift, scale = self.unit_affine()

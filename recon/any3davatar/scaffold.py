@@ -32,21 +32,58 @@ def face_region(points: np.ndarray) -> np.ndarray:
     return (z > 0.03) & (y > -0.09) & (y < 0.06) & (np.abs(x) < 0.075)
 
 
-def region_offset_limits(points: np.ndarray, max_offset: float, hair_offset: float) -> np.ndarray:
+def torso_region(points: np.ndarray) -> np.ndarray:
+    """(M,) bool: shoulders and chest, below the neck and wider than it (head frame)."""
+    return (points[:, 1] < -0.19) & (np.hypot(points[:, 0], points[:, 2] + 0.01) > 0.085)
+
+
+def region_offset_limits(points: np.ndarray, max_offset: float, hair_offset: float, shoulders: bool = False) -> np.ndarray:
     """(M,) metres each anchor's Gaussians may move: ``max_offset`` on the face and neck, where the
     template is close to every head, ``hair_offset`` over the scalp, sides and back, where hair volume,
-    buns, cap brims and headphones stand off the template's hair shell."""
+    buns, cap brims and headphones stand off the template's hair shell; with ``shoulders``, also over the
+    torso, whose width (+-2 cm), garment thickness and hoods vary from head to head."""
     y = points[:, 1]
     tight = face_region(points) | (y < -0.09)
+    if shoulders:
+        tight &= ~torso_region(points)
     return np.where(tight, max_offset, max(hair_offset, max_offset)).astype(np.float32)
 
 
+def torso_surface(model, n: int, seed: int = 0, floor: float = -0.34,
+                  half_width: float = 0.21) -> tuple[np.ndarray, np.ndarray]:
+    """(points (n', 3), outward normals) sampled on the torso AnyHead grows from the ICT mean head's neck
+    (:class:`anyhead.look.Torso`, the mean shoulder half-width of its draws), above ``floor`` (metres)."""
+    import trimesh
+
+    from anyhead.geometry import grid_faces
+    from anyhead.look import Torso
+
+    skin = model.face_mask(("M_Face", "M_BackHead"))
+    faces = model.faces[skin]
+    used = np.unique(faces)
+    remap = np.full(len(model.neutral), -1, np.int64)
+    remap[used] = np.arange(len(used))
+    torso = Torso(model.neutral[used].astype(np.float64), remap[faces], half_width)
+    rows = 44
+    mesh = trimesh.Trimesh(torso.grid(np.zeros(torso.M), rows), grid_faces(rows, torso.M, wrap_cols=True), process=False)
+    p, f = trimesh.sample.sample_surface(mesh, n, seed=seed + 2)
+    nrm = mesh.face_normals[f]
+    out = p - np.array([torso.centre[0], 0.0, torso.centre[2]])
+    out[:, 1] = 0.0  # away from the body's vertical axis
+    nrm = nrm * (1.0 if np.einsum("ij,ij->i", nrm, out).sum() > 0 else -1.0)  # one winding: flip all or none
+    keep = p[:, 1] > floor
+    return p[keep], nrm[keep]
+
+
 def template_scaffold(model, n_anchors: int, seed: int = 0, neck_floor: float = -0.16,
-                      face_density: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                      face_density: float = 1.0, shoulders: bool = False, torso_floor: float = -0.34,
+                      torso_density: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
     """(anchors (M, 3), normals (M, 3)) on the ICT mean head + hair shell, in the head frame.
 
     Skin below ``neck_floor`` (metres, y) is left out (v1: -0.16 drops the lower neck; the ICT
-    skin reaches -0.23); ``face_density`` > 1 spaces face anchors that many times closer."""
+    skin reaches -0.23); ``face_density`` > 1 spaces face anchors that many times closer. With
+    ``shoulders``, the mean torso down to ``torso_floor`` joins, its anchors ``torso_density`` times as
+    close together (< 1: sparser: it is large, smooth and mostly garment)."""
     import trimesh
 
     from anyhead.hair import HairParams, build_hair
@@ -76,7 +113,12 @@ def template_scaffold(model, n_anchors: int, seed: int = 0, neck_floor: float = 
     under = (d < 0.02) & (p_head[:, 1] > 0.03)
     pts = np.concatenate([p_head[~under], p_hair])
     nrm = np.concatenate([n_head[~under], n_hair])
+    if shoulders:
+        p_t, n_t = torso_surface(model, n_pool, seed, torso_floor)
+        pts, nrm = np.concatenate([pts, p_t]), np.concatenate([nrm, n_t])
     weights = np.where(face_region(pts), face_density, 1.0) if face_density != 1.0 else None
+    if shoulders:
+        weights = np.where(torso_region(pts), torso_density, 1.0 if weights is None else weights)
     idx = farthest_points(pts, n_anchors, seed, weights)
     return pts[idx].astype(np.float32), nrm[idx].astype(np.float32)
 
