@@ -307,7 +307,11 @@ def _cover_texture(params: HairParams, size: int = 128) -> np.ndarray:
     if params.grey > 0:
         grey = rng.random((1, size)) < params.grey
         rgb = np.where(grey[..., None], np.array([0.7, 0.69, 0.66]), rgb)
-    if params.style not in ("buzz", "receding"):  # full styles: an opaque cover (rays stop there; cheaper)
+    if params.style in ("short", "side_part", "afro"):  # short styles: a ragged hairline, not a helmet's clean edge
+        speck = ndimage.gaussian_filter(rng.random((size, size)), (0.5, 1.5), mode="wrap")
+        speck = (speck - speck.mean()) / (speck.std() + 1e-9)
+        alpha = np.clip(np.clip(v / 0.3, 0, 1)[:, None] * 1.4 + 0.35 * speck - 0.2, 0, 1)
+    elif params.style not in ("buzz", "receding"):  # long styles: an opaque cover (rays stop there; cheaper)
         return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
     tex = np.concatenate([rgb, alpha[..., None]], -1)
     return (np.clip(tex, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -375,7 +379,7 @@ def _grow(coll: Collider, roots: np.ndarray, normals: np.ndarray, params: HairPa
     p = roots + normals * lift0[:, None]
     pts[:, 0] = p
     g = st.gravity * (1 - 0.5 * flyaway)
-    hover = (st.hug or 0.0) + 0.03 * flyaway  # flyaways may stand off the layer a little more
+    hover = (st.hug or 0.0) + 0.015 * flyaway  # flyaways may stand off the layer a little more
     for k in range(1, K + 1):
         d = _unit(d + g[:, None] * down * (step[:, None] / 0.01) * 0.5)
         lk = lift0 + (lift - lift0) * np.minimum(k * step / 0.03, 1.0)
@@ -549,7 +553,7 @@ def build_hair(head_vertices: np.ndarray, head_faces: np.ndarray, params: HairPa
     if st.hug is None:
         curves[:, 1:] = coll.push_out(curves[:, 1:], arc_lift * 0.7)
     else:  # short styles: back within their layer after clumping and curls
-        hover = st.hug + st.curl[0] + 0.03 * flyaway[:, None]
+        hover = st.hug + st.curl[0] + 0.015 * flyaway[:, None]
         curves[:, 1:] = coll.hug(curves[:, 1:], arc_lift * 0.7, hover + lift[:, None] - arc_lift * 0.7)
     tang, side = _frames(curves, rng, st.comb == "radial")
     if st.comb == "gather":  # past the tie the cards of a tail or bun have no head to lie on: twist them
@@ -561,8 +565,9 @@ def build_hair(head_vertices: np.ndarray, head_faces: np.ndarray, params: HairPa
     v, f, uv = _ribbons(curves, side, width, variant)
     v = coll.push_out(v.astype(np.float64), 0.0012).astype(np.float32)
     tex = card_texture(params)
-    # flyaways are a part of their own: sub-pixel wisps at training resolutions, rendered like the other cards but
-    # no surface for ground-truth geometry (anyhead.render.views.INTERIOR_PARTS leaves them out)
+    # flyaways are a part of their own: sub-pixel wisps at training resolutions, rendered like the other cards. Default
+    # surface samples leave them out (anyhead.render.views.INTERIOR_PARTS), but GT points include them: the depth test
+    # in render_sample keeps the flyaway samples some target records, thinned with the rest (views.even_subset)
     fly = np.repeat(flyaway > 0, 2 * (curves.shape[1] - 1))
     vert_card = np.repeat(flyaway > 0, 2 * curves.shape[1])
     if fly.any():  # a flat ribbon vanishes edge-on: flyaways are crossed cards (a second ribbon at 90 degrees)
