@@ -297,6 +297,10 @@ def _cover_texture(params: HairParams, size: int = 128) -> np.ndarray:
     rng = np.random.default_rng(params.seed + 3)
     v = 1.0 - (np.arange(size) + 0.5) / size  # rows: v = 1 (crown) at the top .. 0 (hairline)
     alpha = np.clip(v / 0.15, 0, 1)[:, None] * np.ones((1, size))
+    # not a helmet: the cover shows between cards, which shade it, so it is a little lighter than the hair's base
+    # colour, with clumps of lighter and darker strands across it rather than one even tone
+    patches = ndimage.gaussian_filter(rng.standard_normal((size, size)), (6.0, 3.0), mode="wrap")
+    rgb = rgb * (1.12 + 0.6 * patches / (np.abs(patches).max() + 1e-9))[..., None]
     if params.style in ("buzz", "receding"):
         speck = ndimage.gaussian_filter(rng.random((size, size)), 0.7, mode="wrap")
         speck = (speck - speck.mean()) / (speck.std() + 1e-9)
@@ -307,11 +311,7 @@ def _cover_texture(params: HairParams, size: int = 128) -> np.ndarray:
     if params.grey > 0:
         grey = rng.random((1, size)) < params.grey
         rgb = np.where(grey[..., None], np.array([0.7, 0.69, 0.66]), rgb)
-    if params.style in ("short", "side_part", "afro"):  # short styles: a ragged hairline, not a helmet's clean edge
-        speck = ndimage.gaussian_filter(rng.random((size, size)), (0.5, 1.5), mode="wrap")
-        speck = (speck - speck.mean()) / (speck.std() + 1e-9)
-        alpha = np.clip(np.clip(v / 0.3, 0, 1)[:, None] * 1.4 + 0.35 * speck - 0.2, 0, 1)
-    elif params.style not in ("buzz", "receding"):  # long styles: an opaque cover (rays stop there; cheaper)
+    if params.style not in ("buzz", "receding"):  # full styles: an opaque cover (rays stop there; cheaper)
         return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
     tex = np.concatenate([rgb, alpha[..., None]], -1)
     return (np.clip(tex, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -518,7 +518,8 @@ def build_hair(head_vertices: np.ndarray, head_faces: np.ndarray, params: HairPa
     flyaway = (rng.random(n) < 0.03).astype(np.float64)
     lengths = params.length * rng.uniform(0.8, 1.0, n)
     # flyaways are short loose hairs standing a little off the rest, not strands the length of the style
-    lengths = np.where(flyaway > 0, np.minimum(lengths, FLYAWAY_MAX_LENGTH * rng.uniform(0.5, 1.0, n)), lengths)
+    fly_len = FLYAWAY_MAX_LENGTH * np.random.default_rng(params.seed + 11).uniform(0.5, 1.0, n)  # own stream
+    lengths = np.where(flyaway > 0, np.minimum(lengths, fly_len), lengths)
     if st.comb == "gather":
         curves = _gather(coll, roots, normals, params, st, rng, lift)
     else:
