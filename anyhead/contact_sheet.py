@@ -25,6 +25,7 @@ from .assets import HeadAsset
 from .cameras import Camera, intrinsics_from_fov, orbit_camera
 from .io import save_png
 from .render import HeadRenderer, Lighting
+from .render.views import skin_albedo
 
 YAWS = (0.0, 90.0, 180.0)  # front, side (the subject's left), back
 
@@ -34,7 +35,7 @@ def head_views(asset: HeadAsset, res: int = 192, yaws: tuple[float, ...] = YAWS,
     """Views of a head around the vertical, framed to show the shoulders, under one lighting (drawn from
     ``lighting_cfg`` with ``seed`` unless given)."""
     r = renderer or HeadRenderer(asset)
-    light = light or Lighting.sample(np.random.default_rng(seed), lighting_cfg)
+    light = light or Lighting.sample(np.random.default_rng(seed), lighting_cfg, skin_albedo=skin_albedo(asset))
     K = intrinsics_from_fov(28.0, res, res)
     return [r.render(Camera(orbit_camera(y, 8.0, 0.78, target=(0, -0.06, 0)), K, res, res), light, 2).rgb for y in yaws]
 
@@ -49,7 +50,7 @@ def lighting_sheet(asset: HeadAsset, n: int, res: int, seed: int, lighting_cfg=N
     r = HeadRenderer(asset)
     tiles, labels = [], []
     for i in range(n):
-        light = Lighting.sample(np.random.default_rng([seed, i]), lighting_cfg)
+        light = Lighting.sample(np.random.default_rng([seed, i]), lighting_cfg, skin_albedo=skin_albedo(asset))
         tiles.append(head_views(asset, res, light=light, renderer=r))
         labels.append(light_label(light))
     return sheet(tiles, labels, cols=2)
@@ -140,7 +141,8 @@ def main() -> None:
         acc = ",".join(spec.get("accessories", [])) or "-"
         hair = spec.get("hair", {})
         if args.hair_styles:
-            tiles.append(head_views(a, args.res, light=Lighting()))
+            albedo = skin_albedo(a)
+            tiles.append(head_views(a, args.res, light=Lighting().protect_highlights(albedo) if albedo else Lighting()))
             colour = hair.get("dye") or hair.get("color", "?")
             labels.append(f"{hair.get('style', '?')}: {colour}" + (f", {hair['grey']:.0%} grey" if hair.get("grey") else ""))
             continue

@@ -51,6 +51,8 @@ assert tuple(DYE_COLORS) == HAIR_DYES
 _HAIRLINE_AZ = np.array([0.0, 40.0, 72.0, 95.0, 130.0, 180.0])
 _HAIRLINE_EL = np.array([36.0, 30.0, 12.0, 14.0, -12.0, -30.0])
 CENTRE = np.array([0.0, 0.0, -0.01])
+FLYAWAY_MAX_LENGTH = 0.06  # metres along a flyaway card
+HAT_CLEARANCE = 0.004  # metres: hair pressed under a hat stays this far inside its surface
 
 
 @dataclass(frozen=True)
@@ -69,20 +71,22 @@ class _Style:
     cut: float | None = None  # straight cut at this height (metres) if set
     clump: float = 0.5
     shift: tuple[float, float] = (-4.0, 8.0)  # hairline recession range, degrees
+    hug: float | None = None  # short styles: cards stay within this height (metres) over their lifted layer
 
 
 _STYLES: dict[str, _Style] = {
     "buzz": _Style(300, 2, (0.006, 0.010), 0.010, (0.0015, 0.002), 0.0, 0.05, 0.0005, "back", clump=0.2),
-    "short": _Style(420, 5, (0.04, 0.07), 0.012, (0.002, 0.003), 0.03, 0.2, 0.006, "back"),
-    "side_part": _Style(420, 7, (0.07, 0.11), 0.012, (0.002, 0.003), 0.06, 0.15, 0.006, "part"),
-    "receding": _Style(320, 5, (0.03, 0.06), 0.011, (0.0015, 0.0025), 0.03, 0.15, 0.004, "back", shift=(14.0, 24.0)),
+    "short": _Style(420, 5, (0.04, 0.07), 0.012, (0.002, 0.003), 0.03, 0.2, 0.006, "back", hug=0.005),
+    "side_part": _Style(420, 7, (0.07, 0.11), 0.012, (0.002, 0.003), 0.06, 0.15, 0.006, "part", hug=0.01),
+    "receding": _Style(320, 5, (0.03, 0.06), 0.011, (0.0015, 0.0025), 0.03, 0.15, 0.004, "back", shift=(14.0, 24.0),
+                      hug=0.006),
     "bob": _Style(420, 10, (0.16, 0.22), 0.014, (0.002, 0.003), 0.22, 0.12, 0.006, "part", cut=-0.06),
     "long_straight": _Style(420, 12, (0.28, 0.38), 0.015, (0.002, 0.003), 0.28, 0.12, 0.006, "part", cut=-0.20),
     "long_wavy": _Style(420, 14, (0.28, 0.36), 0.015, (0.002, 0.003), 0.28, 0.15, 0.008, "part",
                         wave=(0.008, 0.06), cut=-0.18),
     "curly": _Style(450, 12, (0.12, 0.17), 0.012, (0.003, 0.004), 0.12, 0.4, 0.012, "back", curl=(0.009, 0.028),
                     clump=0.6),
-    "afro": _Style(600, 6, (0.045, 0.065), 0.013, (0.030, 0.036), 0.0, 1.0, 0.0, "radial", curl=(0.004, 0.012),
+    "afro": _Style(600, 6, (0.045, 0.065), 0.013, (0.030, 0.036), 0.0, 1.0, 0.0, "radial", curl=(0.005, 0.012), hug=0.036,
                    clump=0.3),
     "ponytail": _Style(380, 14, (0.20, 0.28), 0.011, (0.002, 0.0025), 0.25, 0.0, 0.002, "gather"),
     "bun": _Style(380, 14, (0.0, 0.0), 0.011, (0.002, 0.0025), 0.0, 0.0, 0.002, "gather"),
@@ -249,6 +253,15 @@ class Collider:
         rr = np.maximum(r, self.radius(u) + lift)
         return CENTRE + u * rr[..., None]
 
+    def hug(self, p: np.ndarray, lift: np.ndarray | float, height: np.ndarray | float) -> np.ndarray:
+        """``p`` pushed out to ``lift`` over the head and pulled in to at most ``lift + height`` over it (seen
+        from CENTRE): short hair follows the scalp's curve instead of leaving it along a tangent."""
+        d = p - CENTRE
+        r = np.linalg.norm(d, axis=-1)
+        u = d / np.maximum(r, 1e-9)[..., None]
+        rr = np.minimum(r, self.radius(u) + lift + height)
+        return self.push_out(CENTRE + u * rr[..., None], lift)
+
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
@@ -284,6 +297,10 @@ def _cover_texture(params: HairParams, size: int = 128) -> np.ndarray:
     rng = np.random.default_rng(params.seed + 3)
     v = 1.0 - (np.arange(size) + 0.5) / size  # rows: v = 1 (crown) at the top .. 0 (hairline)
     alpha = np.clip(v / 0.15, 0, 1)[:, None] * np.ones((1, size))
+    # not a helmet: the cover shows between cards, which shade it, so it is a little lighter than the hair's base
+    # colour, with clumps of lighter and darker strands across it rather than one even tone
+    patches = ndimage.gaussian_filter(rng.standard_normal((size, size)), (6.0, 3.0), mode="wrap")
+    rgb = rgb * (1.12 + 0.6 * patches / (np.abs(patches).max() + 1e-9))[..., None]
     if params.style in ("buzz", "receding"):
         speck = ndimage.gaussian_filter(rng.random((size, size)), 0.7, mode="wrap")
         speck = (speck - speck.mean()) / (speck.std() + 1e-9)
@@ -343,14 +360,17 @@ def _grow(coll: Collider, roots: np.ndarray, normals: np.ndarray, params: HairPa
     rel = roots - CENTRE
     if st.comb == "part":  # away from the parting line, down and a little back
         side = np.where(roots[:, 0] >= params.part, 1.0, -1.0)[:, None]
-        comb = side * x * 1.0 + down * 0.35 + back * 0.25
+        # the parting combs the top and the front to the sides; behind the crown hair falls straight down, so
+        # the back of a long style closes over the nape instead of opening along a parting down the back
+        front = np.clip((rel[:, 2:3] + 0.03) / 0.06, 0, 1) if st.hug is None else np.ones((N, 1))
+        comb = side * x * front + down * (0.35 + 0.65 * (1 - front)) + back * 0.25
     elif st.comb == "radial":
         comb = normals.copy()
     else:  # swept back and down from the front, away from the centre line
         comb = back * 0.9 + down * 0.5 + np.sign(rel[:, :1]) * x * 0.25
     comb = comb + rng.normal(0, 0.12, (N, 3))
     d = _unit(_tangential(comb, normals)) if st.comb != "radial" else _unit(comb)
-    d = _unit(d + normals * (st.rise + 0.8 * flyaway)[:, None])
+    d = _unit(d + normals * (st.rise + 0.4 * flyaway)[:, None])
     n_sub = 3  # integration substeps per card segment (the card keeps every third point)
     K = S * n_sub
     step = lengths / K
@@ -358,11 +378,12 @@ def _grow(coll: Collider, roots: np.ndarray, normals: np.ndarray, params: HairPa
     lift0 = np.minimum(lift, 0.0015 + params.thickness)  # roots sit on the scalp; the layer lifts over 3 cm
     p = roots + normals * lift0[:, None]
     pts[:, 0] = p
-    g = st.gravity * (1 - 0.8 * flyaway)
+    g = st.gravity * (1 - 0.5 * flyaway)
+    hover = (st.hug or 0.0) + 0.015 * flyaway  # flyaways may stand off the layer a little more
     for k in range(1, K + 1):
         d = _unit(d + g[:, None] * down * (step[:, None] / 0.01) * 0.5)
         lk = lift0 + (lift - lift0) * np.minimum(k * step / 0.03, 1.0)
-        q = coll.push_out(p + d * step[:, None], lk)
+        q = coll.push_out(p + d * step[:, None], lk) if st.hug is None else coll.hug(p + d * step[:, None], lk, hover)
         d = _unit(q - p)
         p = q
         pts[:, k] = p
@@ -495,7 +516,10 @@ def build_hair(head_vertices: np.ndarray, head_faces: np.ndarray, params: HairPa
     base_lift = min(1.7 * params.thickness + 0.0008, 0.006)  # an afro's cards grow through its thick cover
     lift = base_lift + st.volume * height + rng.uniform(0, 0.0015, n)
     flyaway = (rng.random(n) < 0.03).astype(np.float64)
-    lengths = params.length * rng.uniform(0.8, 1.0, n) * (1 + 0.3 * flyaway)
+    lengths = params.length * rng.uniform(0.8, 1.0, n)
+    # flyaways are short loose hairs standing a little off the rest, not strands the length of the style
+    fly_len = FLYAWAY_MAX_LENGTH * np.random.default_rng(params.seed + 11).uniform(0.5, 1.0, n)  # own stream
+    lengths = np.where(flyaway > 0, np.minimum(lengths, fly_len), lengths)
     if st.comb == "gather":
         curves = _gather(coll, roots, normals, params, st, rng, lift)
     else:
@@ -527,7 +551,11 @@ def build_hair(head_vertices: np.ndarray, head_faces: np.ndarray, params: HairPa
         ph = 2 * np.pi * arc / (st.curl[1] * rng.uniform(0.8, 1.2, n)[:, None]) + rng.uniform(0, 2 * np.pi, n)[:, None]
         curves = curves + (side * np.cos(ph)[..., None] + binorm * np.sin(ph)[..., None]) * st.curl[0] * ramp
     arc_lift = np.minimum(lift[:, None], 0.0015 + params.thickness + arc[:, 1:] * 0.3)
-    curves[:, 1:] = coll.push_out(curves[:, 1:], arc_lift * 0.7)
+    if st.hug is None:
+        curves[:, 1:] = coll.push_out(curves[:, 1:], arc_lift * 0.7)
+    else:  # short styles: back within their layer after clumping and curls
+        hover = st.hug + st.curl[0] + 0.015 * flyaway[:, None]
+        curves[:, 1:] = coll.hug(curves[:, 1:], arc_lift * 0.7, hover + lift[:, None] - arc_lift * 0.7)
     tang, side = _frames(curves, rng, st.comb == "radial")
     if st.comb == "gather":  # past the tie the cards of a tail or bun have no head to lie on: twist them
         twist = rng.normal(size=(n, 1, 3))
@@ -538,8 +566,9 @@ def build_hair(head_vertices: np.ndarray, head_faces: np.ndarray, params: HairPa
     v, f, uv = _ribbons(curves, side, width, variant)
     v = coll.push_out(v.astype(np.float64), 0.0012).astype(np.float32)
     tex = card_texture(params)
-    # flyaways are a part of their own: sub-pixel wisps at training resolutions, rendered like the other cards but
-    # no surface for ground-truth geometry (anyhead.render.views.INTERIOR_PARTS leaves them out)
+    # flyaways are a part of their own: sub-pixel wisps at training resolutions, rendered like the other cards. Default
+    # surface samples leave them out (anyhead.render.views.INTERIOR_PARTS), but GT points include them: the depth test
+    # in render_sample keeps the flyaway samples some target records, thinned with the rest (views.even_subset)
     fly = np.repeat(flyaway > 0, 2 * (curves.shape[1] - 1))
     vert_card = np.repeat(flyaway > 0, 2 * curves.shape[1])
     if fly.any():  # a flat ribbon vanishes edge-on: flyaways are crossed cards (a second ribbon at 90 degrees)
@@ -568,9 +597,9 @@ def build_hair(head_vertices: np.ndarray, head_faces: np.ndarray, params: HairPa
 
 
 def tuck_under_hat(parts: list[Part], hat: list[Part]) -> list[Part]:
-    """Hair cards trimmed to what a hat leaves visible: a card face with a vertex beyond the hat (seen
-    from CENTRE, the hat's surface lies between it and the head) is dropped, so cards end under the
-    hat instead of poking through it; cards that hang out below the hat's rim stay. Parts other than
+    """Hair cards pressed under a hat: a card vertex beyond the hat (seen from CENTRE, the hat's surface
+    lies between it and the head) moves in along that line to just inside the hat, so cards run on under
+    the hat instead of poking through it and come out below its rim with no gap. Parts other than
     ``hair_cards`` / ``hair_flyaways`` pass unchanged (hats are fitted over the scalp cover)."""
     if not hat:
         return parts
@@ -588,13 +617,9 @@ def tuck_under_hat(parts: list[Part], hat: list[Part]) -> list[Part]:
         rel = p.vertices.astype(np.float64) - CENTRE
         r = np.linalg.norm(rel, axis=1)
         hit = caster.cast(np.broadcast_to(CENTRE, rel.shape), rel / np.maximum(r, 1e-9)[:, None])
-        outside = (hit["primID"] >= 0) & (hit["tfar"] < r)
-        keep = ~outside[p.faces].any(1)
-        if not keep.any():
-            continue
-        used = np.zeros(len(p.vertices), bool)
-        used[p.faces[keep]] = True
-        remap = np.cumsum(used) - 1
-        out.append(Part(p.name, p.vertices[used], remap[p.faces[keep]].astype(np.int32), p.material,
-                        face_uv=p.face_uv[keep], texture=p.texture))
+        outside = (hit["primID"] >= 0) & (hit["tfar"] < r + HAT_CLEARANCE)
+        v = p.vertices.copy()
+        # hair under the hat is pressed down under it (not cut), so it carries on to come out below the brim
+        v[outside] = (CENTRE + rel[outside] / r[outside, None] * (hit["tfar"][outside] - HAT_CLEARANCE)[:, None])
+        out.append(Part(p.name, v.astype(p.vertices.dtype), p.faces, p.material, face_uv=p.face_uv, texture=p.texture))
     return out

@@ -186,3 +186,54 @@ def test_hair_config_is_validated():
     only = parse(HairConfig, {**good, "style_prob": {"afro": 1.0, "bun": 0.0}})
     rng = np.random.default_rng(0)
     assert {HairParams.sample(rng, "black", cfg=only).style for _ in range(20)} == {"afro"}
+
+
+@pytest.mark.parametrize("style", ["buzz", "short", "side_part", "receding", "afro"])
+def test_short_styles_lie_on_the_scalp(ict_model, style):
+    """No spikes: every card vertex of a short style stays within a few centimetres of the skin."""
+    asset, _ = _head(ict_model, style)
+    skin = asset.part("skin")
+    mesh = trimesh.Trimesh(skin.vertices, skin.faces, process=False)
+    samples, _ = trimesh.sample.sample_surface_even(mesh, 60_000, seed=0)
+    d, _ = cKDTree(samples).query(asset.part("hair_cards").vertices.astype(np.float64))
+    limit = 0.07 if style == "afro" else 0.03  # an afro's cards grow through its 3-4 cm cover
+    assert d.max() < limit, f"{style}: a card vertex {d.max() * 100:.1f} cm from the skin"
+
+
+@pytest.mark.parametrize("style", ["long_straight", "long_wavy", "bob", "short"])
+def test_flyaways_are_short(ict_model, style):
+    asset, _ = _head(ict_model, style, seed=3)
+    fly = asset.part("hair_flyaways")
+    d, _ = cKDTree(_roots(fly)).query(fly.vertices.astype(np.float64))
+    assert d.max() < 0.065, f"{style}: a flyaway reaches {d.max() * 100:.1f} cm from the nearest flyaway root"
+
+
+@pytest.mark.parametrize("style,seed", [("long_straight", 5), ("long_straight", 7), ("long_wavy", 4), ("long_wavy", 7)])
+def test_long_hair_covers_the_nape(ict_model, style, seed):
+    """Seen from behind, the back of the neck (below the nape hairline) is under hair, not bare skin."""
+    asset, _ = _head(ict_model, style, seed)
+    res = 96
+    cam = Camera(look_at([0, -0.09, -1.0], [0, -0.09, 0]), intrinsics_from_fov(10, res, res), res, res)
+    part = HeadRenderer(asset).render(cam, Lighting(shadows=False), supersample=1).part
+    xs, ys = np.meshgrid(np.linspace(-0.025, 0.025, 6), np.linspace(-0.12, -0.06, 6))
+    uv, _ = cam.project(np.stack([xs.ravel(), ys.ravel(), np.full(xs.size, -0.05)], 1))
+    hits = part[uv[:, 1].astype(int), uv[:, 0].astype(int)]
+    names = np.array([asset.parts[i].name if i >= 0 else "-" for i in hits])
+    skin = (names == "skin").mean()
+    assert skin < 0.05, f"{style} seed {seed}: {skin:.0%} of the nape shows skin ({sorted(set(names))})"
+
+
+@pytest.mark.parametrize("style,seed", [("long_wavy", 4), ("long_straight", 5), ("long_straight", 4)])
+def test_hair_reaches_up_under_a_hat(ict_model, style, seed):
+    """No gap between a hat and long hair: from the temples round the back, card hair comes out from under the
+    hat's rim (within about 1 cm of it) instead of starting centimetres below it."""
+    spec = HeadSpec.sample(ict_model, seed, ASSETS)
+    spec.accessories = ["hat"]
+    spec.hair = HairParams.sample(np.random.default_rng(seed), spec.appearance.hair_color, style, ASSETS.hair)
+    asset = build_head(ict_model, spec, 64)
+    hat = next(p for p in asset.parts if p.name in ("hat_cap", "hat_beanie"))
+    rim = hat.vertices[-72:].astype(np.float64)  # the hat's lowest row
+    az = np.degrees(np.arctan2(rim[:, 0], rim[:, 2]))
+    rim = rim[np.abs(az) > 48]  # from the temples round the back (the forehead has no hair to reach it)
+    d, _ = cKDTree(asset.part("hair_cards").vertices.astype(np.float64)).query(rim)
+    assert d.max() < 0.012, f"{style}: a {d.max() * 100:.1f} cm gap between the hat's rim and the hair"

@@ -225,3 +225,31 @@ def test_garment_types_follow_the_seed(ict_model):
     assert a.look == b.look
     # the look has its own random stream: the rest of the head is what it was before it existed
     assert a.hair.style == HeadSpec.sample(ict_model, 7, TINY.assets).hair.style
+
+
+def test_exposure_keeps_light_skin_from_clipping_and_dark_skin_unchanged(ict_model):
+    """Very light skin under a bright draw keeps its shading (few skin pixels blown to white) once the exposure
+    protects its highlights; dark skin keeps the drawn exposure exactly."""
+    from anyhead.render.lighting import SKIN_HIGHLIGHT
+    from anyhead.render.views import skin_albedo
+
+    lc = replace(TINY.render.lighting, {"exposure": [1.6, 1.6], "presets": ["studio"]})
+    cam = Camera(look_at([0.15, 0.03, 0.6], [0, -0.02, 0]), intrinsics_from_fov(28, 96, 96), 96, 96)
+    white = {}
+    for tone in (1.0, 9.5):
+        spec = _spec(ict_model, 21, garment="crew")
+        spec.appearance.skin_tone = tone
+        head = build_head(ict_model, spec, 128)
+        albedo = skin_albedo(head)
+        plain = Lighting.sample(np.random.default_rng(3), lc)
+        light = Lighting.sample(np.random.default_rng(3), lc, skin_albedo=albedo)
+        if tone > 5:
+            assert light.to_dict() == plain.to_dict()  # dark skin: the drawn exposure, untouched
+            continue
+        assert albedo > 0.8 and light.peak_irradiance(channel=True) * albedo == pytest.approx(SKIN_HIGHLIGHT, rel=1e-6)
+        skin = head.names().index("skin")
+        for name, lt in (("plain", plain), ("protected", light)):
+            out = HeadRenderer(head).render(cam, lt, 1)
+            m = out.part == skin
+            white[name] = (out.rgb[m].max(1) >= 250).mean()  # a channel clipped
+    assert white["plain"] > 0.3 and white["protected"] < 0.01, white

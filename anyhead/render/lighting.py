@@ -13,9 +13,10 @@ A :class:`Lighting` holds everything the shader needs, in the head frame and lin
 preset (studio, outdoor, indoor; each a few smooth lobes projected onto SH) with a random rotation
 about the vertical, a small tilt and a random intensity, plus ``n_lights`` lights of random colour
 temperature, all scaled so the brightest irradiance over the head's front half is a drawn exposure
-level. One lighting is drawn per head (per rendered sample): all views of a sample share it,
-so targets stay 3D-consistent. ``to_dict`` / ``from_dict`` round-trip it exactly (the sample's
-``meta.json`` records it, so any view can be re-rendered bit for bit).
+level, and lowered further for very light skin that would clip to white (:meth:`Lighting.protect_highlights`).
+One lighting is drawn per head (per rendered sample): all views of a sample share it, so targets stay 3D-consistent.
+``to_dict`` / ``from_dict`` round-trip it exactly (the sample's ``meta.json`` records it, so any view can be
+re-rendered bit for bit).
 """
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
     from ..config import LightingConfig
 
 ENV_PRESETS = ("studio", "outdoor", "indoor", "neutral")
+# Brightest linear value exposure lets the subject's skin reach when it faces the peak irradiance: inside the renderer's
+# tone-curve shoulder (raycast._tonemap rolls off from 0.8 and saturates near 1.1), so very light skin keeps its
+# shading instead of clipping to white; dark skin never gets there and keeps the drawn exposure.
+SKIN_HIGHLIGHT = 0.9
 _XYZ_TO_SRGB = np.array([[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]])
 _BAND = np.array([1.0] + [2.0 / 3.0] * 3 + [0.25] * 5)  # A_l / pi per coefficient
 
@@ -186,8 +191,10 @@ class Lighting:
         return np.asarray(self.sh, np.float32).reshape(9, 3)
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, cfg: "LightingConfig | None" = None, shadows: bool = True) -> "Lighting":
-        """A random environment preset (rotated, scaled) and 1-3 lights of random colour temperature."""
+    def sample(cls, rng: np.random.Generator, cfg: "LightingConfig | None" = None, shadows: bool = True,
+               skin_albedo: float | None = None) -> "Lighting":
+        """A random environment preset (rotated, scaled) and 1-3 lights of random colour temperature; with the
+        subject's ``skin_albedo``, exposed down if need be so light skin does not clip (:meth:`protect_highlights`)."""
         if cfg is None:
             from ..config import LightingConfig
 
@@ -218,20 +225,42 @@ class Lighting:
         # exposure: scale everything so the brightest irradiance on the head's front half is a drawn level
         # (a studio key over a bright environment and two more lights would otherwise wash light skin out)
         peak = float(rng.uniform(*cfg.exposure))
+        out = cls(tuple(float(v) for v in sh.ravel()), tuple(lights), shadows, {})
+        k = peak / out.peak_irradiance()
+        out = out.scaled(k)
+        out.info = {"preset": preset, "env_yaw": yaw, "env_tilt": tilt, "env_intensity": env_int, "env_seed": env_seed,
+                    "exposure": peak, "exposure_scale": k}
+        return out.protect_highlights(skin_albedo) if skin_albedo is not None else out
+
+    def peak_irradiance(self, channel: bool = False) -> float:
+        """The brightest irradiance over normals of the head's front half, lights unshadowed: of the luminance,
+        or with ``channel`` of the brightest colour channel (a warm light's red)."""
         n = _fibonacci_dirs(512)
         n = n[n[:, 2] > -0.3]
-        lum = np.array([0.2126, 0.7152, 0.0722])
-        e = sh_irradiance(n, sh) @ lum
-        for lt in lights:
+        w = np.eye(3) if channel else np.array([[0.2126], [0.7152], [0.0722]])
+        e = sh_irradiance(n, self.sh_matrix()) @ w
+        for lt in self.lights:
             ell = np.asarray(lt.vector) / np.linalg.norm(lt.vector)
-            e = e + np.clip(n @ ell, 0, None) * (np.asarray(lt.color) @ lum)
-        k = peak / float(e.max())
-        sh = sh * k
-        lights = [Light(lt.kind, lt.vector, tuple(float(c * k) for c in lt.color), lt.kelvin, float(lt.intensity * k))
-                  for lt in lights]
-        info = {"preset": preset, "env_yaw": yaw, "env_tilt": tilt, "env_intensity": env_int, "env_seed": env_seed,
-                "exposure": peak, "exposure_scale": k}
-        return cls(tuple(float(v) for v in sh.ravel()), tuple(lights), shadows, info)
+            e = e + np.clip(n @ ell, 0, None)[:, None] * (np.asarray(lt.color) @ w)[None]
+        return float(e.max())
+
+    def scaled(self, k: float) -> "Lighting":
+        """This lighting with the environment and every light ``k`` times as bright."""
+        sh = tuple(float(v * k) for v in self.sh)
+        lights = tuple(Light(lt.kind, lt.vector, tuple(float(c * k) for c in lt.color), lt.kelvin, float(lt.intensity * k))
+                       for lt in self.lights)
+        return Lighting(sh, lights, self.shadows, dict(self.info))
+
+    def protect_highlights(self, skin_albedo: float) -> "Lighting":
+        """This lighting, exposed down just enough that skin of linear albedo ``skin_albedo`` (its brightest
+        channel) facing the peak irradiance (its brightest channel) stays at or below :data:`SKIN_HIGHLIGHT`;
+        unchanged (the same object) when it already does, as it always does for dark skin."""
+        k = SKIN_HIGHLIGHT / max(float(skin_albedo) * self.peak_irradiance(channel=True), 1e-9)
+        if k >= 1.0:
+            return self
+        out = self.scaled(k)
+        out.info["highlight_scale"] = k
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"sh": [float(v) for v in self.sh], "lights": [lt.to_dict() for lt in self.lights], "shadows": bool(self.shadows),

@@ -129,6 +129,28 @@ def even_subset(pts: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray
     return np.sort(order[rng.choice(cells, n, replace=False)])
 
 
+def skin_albedo(asset: HeadAsset) -> float | None:
+    """Linear albedo of the head's lighter skin: the area-weighted 90th percentile, over the ``skin`` part's faces,
+    of the brightest channel of its colour (texture at the face's UV centre, or vertex colours); None without skin."""
+    if "skin" not in asset.names():
+        return None
+    p = asset.part("skin")
+    from ..appearance import srgb_to_linear
+
+    tri = p.vertices[p.faces].astype(np.float64)
+    area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    if p.texture is not None and p.face_uv is not None:
+        rgb = _bilinear_flat(p.texture[..., :3].astype(np.float32) / 255.0, p.face_uv.mean(1))
+    elif p.vertex_colors is not None:
+        rgb = np.asarray(p.vertex_colors, np.float64)[p.faces].mean(1)
+    else:
+        return None
+    val = srgb_to_linear(np.clip(rgb, 0, 1)).max(1)
+    order = np.argsort(val)
+    cum = np.cumsum(area[order])
+    return float(val[order][np.searchsorted(cum, 0.9 * cum[-1])])
+
+
 def render_sample(asset: HeadAsset, cfg: "RenderConfig", seed: int) -> dict[str, Any]:
     """Inputs, targets and GT points of one head, all with one lighting (drawn per head from
     ``cfg.lighting`` on a stream of its own, so cameras and GT points do not depend on it); the
@@ -138,7 +160,7 @@ def render_sample(asset: HeadAsset, cfg: "RenderConfig", seed: int) -> dict[str,
     but the mouth that at least one target sees (depth test), anywhere in any target's frame (a torso that only the
     low views frame counts), thinned from ``GT_OVERSAMPLE`` x ``cfg.gt_points`` such samples to an even spread."""
     rng = np.random.default_rng(seed)
-    light = Lighting.sample(np.random.default_rng([seed, 1]), cfg.lighting, shadows=cfg.shadows)
+    light = Lighting.sample(np.random.default_rng([seed, 1]), cfg.lighting, shadows=cfg.shadows, skin_albedo=skin_albedo(asset))
     r = HeadRenderer(asset)
     ss = cfg.supersample
     views = []
