@@ -4,14 +4,15 @@
 #  - the release model warm-started from v2.0 on fresh identities of the v2 look (card hair, lighting, garments),
 #    trained until T_END, then v2.0 and the new weights evaluated on the same (v2-look) gpu test split.
 # The data stages run on 14 cores in the background while the device tests and latency runs use the other two.
-#   setsid nohup bash scripts/gpu/session_v21.sh T_END TRAIN_ONLY SEED LR BATCH > gpu_run/v21.log 2>&1 &
+#   setsid nohup bash scripts/gpu/session_v21.sh T_END TRAIN_ONLY SEED LR BATCH [INIT] > gpu_run/v21.log 2>&1 &
 # T_END: epoch seconds by which training must stop (the machine is held 30 minutes; leave ~4 for evaluation).
+# INIT: the release to warm-start from (v2.1 was made from weights/any3davatar-v2.0.safetensors, in git at 0c39549).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/gpu/env.sh
 T_END=${1:?epoch seconds when training must end}; N=${2:-400}; SEED=${3:-2}; LR=${4:-5e-4}; B=${5:-32}
+INIT=${6:-weights/any3davatar-v2.1.safetensors}
 P=params_release.yaml
-INIT=weights/any3davatar-v2.0.safetensors
 write_params() {  # $1 budget minutes, $2 compile
   python3 scripts/gpu/tools.py params $P assets.train_only_identities="$N" assets.train_only_seed="$SEED" \
     assets.workers=14 render.workers=14 train.time_budget_min="$1" train.steps=100000 train.batch_size="$B" \
