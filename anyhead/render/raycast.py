@@ -269,7 +269,7 @@ class HeadRenderer:
         sm = tb.get("spec_map")
         return col, (None if sm is None else _nearest_soa(sm, uv[0], uv[1]))
 
-    def _trace(self, o: np.ndarray, d: np.ndarray, dT: np.ndarray, light: Lighting, cam_z: np.ndarray
+    def _trace(self, o: np.ndarray, d: np.ndarray, dT: np.ndarray, light: Lighting, cam_z: np.ndarray, aux: bool = True
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Shade rays front to back: linear colour (3, N) (premultiplied, 0 on misses), coverage in [0, 1],
         camera-z depth, normal (3, N), part id, and the edge key: the first part hit (hair parts as one).
@@ -281,6 +281,8 @@ class HeadRenderer:
         and the transparent lens layer. Colour and coverage accumulate front to back; depth, normal and
         part are those of the first opaque-enough hit: an opaque part, or the card where the coverage
         reaches 0.5 (else the first card hit).
+
+        ``aux=False`` (supersampling rays) returns colour and coverage only (the other outputs stay empty).
 
         Hits are shaded sorted by part (opaque parts first, then cards), so every part's lookups run
         on one contiguous slice and the lighting on two (opaque, cards)."""
@@ -372,38 +374,51 @@ class HeadRenderer:
                     tng = self.tangent_table.take(p.take(g), axis=1)
                     hc = self._shade_hair(nc, tng, rgba[:3].take(sh, axis=1), pos.take(g, axis=1), view.take(g, axis=1),
                                           light, shadows)
-                    nrm[:, k_op:] = 0  # unshaded texels carry no normal
+                    if aux:
+                        nrm[:, k_op:] = 0  # unshaded texels carry no normal
                     for ch in range(3):
-                        nrm[ch, g] = nc[ch]
+                        if aux:
+                            nrm[ch, g] = nc[ch]
                         c[ch, g] = hc[ch]
-                else:
+                elif aux:
                     nrm[:, k_op:] = 0
-            card = np.zeros(M, bool)
-            card[k_op:] = True
             tr = trans.take(ids)
             c *= tr * alpha
             for ch in range(3):
                 color[ch, ids] += c[ch]
             tr *= 1 - alpha
             trans[ids] = tr
-            rec = np.flatnonzero(~done.take(ids) & ((~card) | (tr <= 0.5) | ((alpha > 0) & (depth.take(ids) == 0))))
-            ri = ids.take(rec)
-            depth[ri] = t.take(rec) * (cam_z @ dv).take(rec)
-            for ch in range(3):
-                normal[ch, ri] = nrm[ch].take(rec)
-            part[ri] = parts.take(rec)
-            done[ri] = (~card.take(rec)) | (tr.take(rec) <= 0.5)
-            if layer == 0:  # the first surface hit, transparent texels included: texel alpha is coverage already, so
-                key[ids] = self.edge_group[parts]  # gaps in a card are no edges (its outline and hair over skin are)
+            if aux:
+                self._record(ids, k_op, tr, alpha, t, nrm, parts, dv, cam_z, depth, normal, part, done)
+                if layer == 0:  # the first surface hit, transparent texels included: texel alpha is coverage already,
+                    key[ids] = self.edge_group[parts]  # so gaps in a card are no edges (its outline and hair over skin are)
             go = np.flatnonzero(tr > TRANS_STOP)
             if not len(go) or layer == MAX_LAYERS - 1:
                 break
             idx = ids.take(go)
-            dist = t.take(go) + np.float32(1e-4)
+            if aux:
+                dist = t.take(go) + np.float32(1e-4)
             dT = dg = dv.take(go, axis=1)
             dl = np.ascontiguousarray(dg.T)
             org = np.ascontiguousarray((pos.take(go, axis=1) + dg * np.float32(1e-4)).T)
         return color, 1.0 - trans, depth, normal, part, key
+
+    @staticmethod
+    def _record(ids: np.ndarray, k_op: int, tr: np.ndarray, alpha: np.ndarray, t: np.ndarray, nrm: np.ndarray,
+                parts: np.ndarray, dv: np.ndarray, cam_z: np.ndarray, depth: np.ndarray, normal: np.ndarray,
+                part: np.ndarray, done: np.ndarray) -> None:
+        """Depth, normal and part of the first opaque-enough hit (hits ``k_op:`` are cards): an opaque part, the
+        card where the coverage reaches 0.5, else the first card hit."""
+        M = len(ids)
+        card = np.zeros(M, bool)
+        card[k_op:] = True
+        rec = np.flatnonzero(~done.take(ids) & ((~card) | (tr <= 0.5) | ((alpha > 0) & (depth.take(ids) == 0))))
+        ri = ids.take(rec)
+        depth[ri] = t.take(rec) * (cam_z @ dv).take(rec)
+        for ch in range(3):
+            normal[ch, ri] = nrm[ch].take(rec)
+        part[ri] = parts.take(rec)
+        done[ri] = (~card.take(rec)) | (tr.take(rec) <= 0.5)
 
     def render(self, cam: Camera, light: Lighting | None = None, supersample: int = 2,
                background: tuple[float, float, float] = (1.0, 1.0, 1.0), adaptive: bool = True) -> RenderOutput:
@@ -425,7 +440,7 @@ class HeadRenderer:
         A = (c2w[:3, :3] @ np.linalg.inv(cam.K)).astype(np.float32)
         origin = c2w[:3, 3]
 
-        def trace(x: np.ndarray, y: np.ndarray):
+        def trace(x: np.ndarray, y: np.ndarray, aux: bool = True):
             x, y = x.astype(np.float32), y.astype(np.float32)
             d = np.empty((3, len(x)), np.float32)  # as cameras.rays_through, in float32
             for k in range(3):
@@ -433,7 +448,7 @@ class HeadRenderer:
                 d[k] += y * A[k, 1]
                 d[k] += A[k, 2]
             d *= 1.0 / np.sqrt(_dot(d, d))
-            return self._trace(origin, np.ascontiguousarray(d.T), d, light, cam_z)
+            return self._trace(origin, np.ascontiguousarray(d.T), d, light, cam_z, aux)
 
         x0, x1, y0, y1 = self._screen_box(cam)
         color = np.zeros((3, H, W), np.float32)
@@ -482,7 +497,7 @@ class HeadRenderer:
             if len(rows):
                 off = (np.arange(s) + 0.5) / s
                 ox, oy = np.tile(off, s), np.repeat(off, s)  # row-major s x s sub-pixel grid
-                c2, h2, _, _, _, _ = trace((cols[:, None] + ox).ravel(), (rows[:, None] + oy).ravel())
+                c2, h2, _, _, _, _ = trace((cols[:, None] + ox).ravel(), (rows[:, None] + oy).ravel(), aux=False)
                 flat = rows * W + cols
                 c2 = c2.reshape(3, -1, s * s).sum(2)
                 c2 *= np.float32(1 / (s * s))
