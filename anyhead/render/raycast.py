@@ -145,7 +145,7 @@ class HeadRenderer:
                 el = ell if ell.shape[1] == 1 else ell.take(li, axis=1)
                 # 1 mm off the surface: coarse meshes with smooth normals shadow themselves near the terminator
                 org = pos.take(li, axis=1) + n.take(li, axis=1) * np.float32(1e-3) + el * np.float32(1e-3)
-                occ = li[self.caster.occluded(org.T, np.broadcast_to(el, org.shape).T)]
+                occ = li[self.caster.occluded(org.T, el.T)]
                 lit[occ] = False
                 nl[occ] = 0
             # soft scatter: (n.l)^(1 / (1 + 2 w)) per channel (w = 0 is Lambert): red rises fastest from the
@@ -223,7 +223,7 @@ class HeadRenderer:
                 if len(li):
                     el = ell if ell.shape[1] == 1 else ell.take(li, axis=1)
                     org = pos.take(li, axis=1) + el * np.float32(1e-3)
-                    occ = li[self.caster.occluded(org.T, np.broadcast_to(el, org.shape).T)]
+                    occ = li[self.caster.occluded(org.T, el.T)]
                     wrap[occ] *= np.float32(0.35)
                     diff[occ] *= np.float32(0.35)
             h = view + ell
@@ -295,7 +295,8 @@ class HeadRenderer:
         done = np.zeros(n, bool)  # depth etc. recorded
         key = np.full(n, -1, np.int16)  # the first part hit: where adaptive supersampling looks for edges
         idx = np.arange(n)
-        org: np.ndarray = np.asarray(o, np.float32)[None]
+        org: np.ndarray = np.asarray(o, np.float32)[None]  # (1, 3) shared, then (N, 3) (a view of orgT)
+        orgT = org.T
         dl = d
         dist = None  # ray length up to the current origin (0 on the first layer)
         n_parts = len(self.asset.parts)
@@ -314,7 +315,7 @@ class HeadRenderer:
             ids = idx.take(ok)
             u, v, t = hit["u"].take(ok), hit["v"].take(ok), hit["tfar"].take(ok)
             dv = dT.take(ok, axis=1)  # (3, M)
-            pos = (org.T if org.shape[0] == 1 else org.take(ok, axis=0).T) + dv * t
+            pos = (orgT if orgT.shape[1] == 1 else orgT.take(ok, axis=1)) + dv * t
             if dist is not None:
                 t = t + dist.take(ok)  # from the camera, over the layers passed
             view = -dv
@@ -399,8 +400,9 @@ class HeadRenderer:
             if aux:
                 dist = t.take(go) + np.float32(1e-4)
             dT = dg = dv.take(go, axis=1)
-            dl = np.ascontiguousarray(dg.T)
-            org = np.ascontiguousarray((pos.take(go, axis=1) + dg * np.float32(1e-4)).T)
+            dl = dg.T  # strided views: the ray caster reads them in place
+            orgT = pos.take(go, axis=1) + dg * np.float32(1e-4)
+            org = orgT.T
         return color, 1.0 - trans, depth, normal, part, key
 
     @staticmethod
@@ -448,7 +450,7 @@ class HeadRenderer:
                 d[k] += y * A[k, 1]
                 d[k] += A[k, 2]
             d *= 1.0 / np.sqrt(_dot(d, d))
-            return self._trace(origin, np.ascontiguousarray(d.T), d, light, cam_z, aux)
+            return self._trace(origin, d.T, d, light, cam_z, aux)
 
         x0, x1, y0, y1 = self._screen_box(cam)
         color = np.zeros((3, H, W), np.float32)
