@@ -157,10 +157,10 @@ class HeadRenderer:
                     diff[:, s:e_] = nl[s:e_] ** a[:, None]
             h = view + ell
             h *= 1.0 / np.maximum(np.sqrt(_dot(h, h)), 1e-9)
-            f = 1 - np.clip(_dot(view, h), 0, 1)
+            f = 1 - _clip01(_dot(view, h))
             f2 = f * f
             fres = 0.04 + 0.96 * (f2 * f2 * f)
-            spec = ks * np.clip(_dot(n, h), 0, 1) ** shin * fres * lit
+            spec = ks * _clip01(_dot(n, h)) ** shin * fres * lit
             lcol = np.asarray(lt.color, np.float32)[:, None]
             if fall is not None:
                 diff = diff * fall
@@ -216,8 +216,8 @@ class HeadRenderer:
         for k, lt in enumerate(light.lights):
             ell, ndl, fall = self._light_dirs(lt, n, pos)
             tl = _dot(t, ell) if ell.shape[1] > 1 else ell[:, 0] @ t
-            wrap = np.clip((ndl + 0.4) * (1 / 1.4), 0, 1)
-            diff = np.sqrt(np.clip(1 - tl * tl, 0, 1)) * wrap
+            wrap = _clip01((ndl + 0.4) * (1 / 1.4))
+            diff = np.sqrt(_clip01(1 - tl * tl)) * wrap
             if k == 0 and shadows:
                 li = np.flatnonzero(wrap > 0)
                 if len(li):
@@ -229,8 +229,8 @@ class HeadRenderer:
             h = view + ell
             h *= 1.0 / np.sqrt(_dot(h, h))
             th1, th2 = _dot(t1, h), _dot(t2, h)
-            x1 = np.clip(1 - th1 * th1, 0, 1)  # sin^2(T, H); powers by squaring (np.power is slow)
-            x2 = np.clip(1 - th2 * th2, 0, 1)
+            x1 = _clip01(1 - th1 * th1)  # sin^2(T, H); powers by squaring (np.power is slow)
+            x2 = _clip01(1 - th2 * th2)
             x1_8 = x1 * x1
             x1_8 *= x1_8
             x1_8 *= x1_8
@@ -530,6 +530,13 @@ class HeadRenderer:
         x0, y0 = np.floor(uv.min(0) - 1.0).astype(int)
         x1, y1 = np.ceil(uv.max(0) + 1.0).astype(int)
         return max(x0, 0), min(x1, W), max(y0, 0), min(y1, H)
+
+
+def _clip01(x: np.ndarray) -> np.ndarray:
+    """``np.clip(x, 0, 1)`` in place (a fresh temporary; np.clip's wrapper costs more than the work on short rows)."""
+    np.maximum(x, 0, out=x)
+    np.minimum(x, 1, out=x)
+    return x
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
