@@ -25,10 +25,13 @@ class RayCaster:
             d = np.broadcast_to(d, o.shape)
         return self.scene.run(o, d, output=1)
 
-    def occluded(self, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
-        """Whether each ray hits anything (an any-hit query: about twice as fast as :meth:`cast`; shadow rays)."""
+    def occluded(self, origins: np.ndarray, directions: np.ndarray, tfar: np.ndarray | None = None) -> np.ndarray:
+        """Whether each ray hits anything (an any-hit query: about twice as fast as :meth:`cast`; shadow rays),
+        within ``tfar`` (per ray, in units of the direction's length) if given."""
         o, d = self._rays(origins, directions)  # one shared direction is read as such
-        return self.scene.run(o, d, query="OCCLUDED") >= 0
+        if tfar is not None:
+            tfar = np.ascontiguousarray(tfar, np.float32).reshape(-1)
+        return self.scene.run(o, d, dists=tfar, query="OCCLUDED") >= 0
 
     @staticmethod
     def _rays(origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ Shading model, in linear RGB: diffuse ambient from an order-2 spherical-harmonic
 1-3 directional or point lights (:mod:`.lighting`), Blinn-Phong specular with a Schlick Fresnel term
 (strength and shininess scaled per texel by a part's ``spec_map``: pores, T-zone), a soft subsurface
 look on skin (per-channel softened falloff: red light reaches furthest towards the terminator), optional hard
-shadows of the key light (one shadow ray), one refraction-free transparency layer for lenses, and
+shadows of the key light (one shadow ray, up to the light if it is a point light), one refraction-free transparency layer for lenses, and
 alpha-textured hair cards blended front to back with Kajiya-Kay strand shading under the same lights.
 Anti-aliasing is s x s stratified supersampling, box-filtered. All views of a head rendered with
 one :class:`Lighting` are 3D-consistent (lights are fixed in the head frame).
@@ -127,6 +127,15 @@ class HeadRenderer:
         e = _unit(lt.vector).astype(np.float32)
         return e[:, None], e @ n, None
 
+    @staticmethod
+    def _to_light(lt: Light, org: np.ndarray) -> np.ndarray | None:
+        """Shadow-ray length from origins ``org`` (3, N): up to a point light (what lies beyond it casts no
+        shadow), unbounded (None) for a directional one."""
+        if lt.kind != "point":
+            return None
+        to_l = np.asarray(lt.vector, np.float32)[:, None] - org
+        return np.sqrt(_dot(to_l, to_l))
+
     def _shade(self, n: np.ndarray, view: np.ndarray, pos: np.ndarray, albedo: np.ndarray, ks: np.ndarray,
                shin: np.ndarray, skin: list[tuple[int, int, np.ndarray]], light: Lighting, shadows: bool) -> np.ndarray:
         """Opaque surfaces, channels first: normals ``n`` (3, N) facing the viewer, ``ks`` already holds the
@@ -145,7 +154,7 @@ class HeadRenderer:
                 el = ell if ell.shape[1] == 1 else ell.take(li, axis=1)
                 # 1 mm off the surface: coarse meshes with smooth normals shadow themselves near the terminator
                 org = pos.take(li, axis=1) + n.take(li, axis=1) * np.float32(1e-3) + el * np.float32(1e-3)
-                occ = li[self.caster.occluded(org.T, el.T)]
+                occ = li[self.caster.occluded(org.T, el.T, self._to_light(lt, org))]
                 lit[occ] = False
                 nl[occ] = 0
             # soft scatter: (n.l)^(1 / (1 + 2 w)) per channel (w = 0 is Lambert): red rises fastest from the
@@ -223,7 +232,7 @@ class HeadRenderer:
                 if len(li):
                     el = ell if ell.shape[1] == 1 else ell.take(li, axis=1)
                     org = pos.take(li, axis=1) + el * np.float32(1e-3)
-                    occ = li[self.caster.occluded(org.T, el.T)]
+                    occ = li[self.caster.occluded(org.T, el.T, self._to_light(lt, org))]
                     wrap[occ] *= np.float32(0.35)
                     diff[occ] *= np.float32(0.35)
             h = view + ell
