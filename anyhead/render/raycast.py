@@ -136,11 +136,33 @@ class HeadRenderer:
         to_l = np.asarray(lt.vector, np.float32)[:, None] - org
         return np.sqrt(_dot(to_l, to_l))
 
+    def _key_shadow(self, lt: Light, ell: np.ndarray, pos: np.ndarray, li: np.ndarray, state: np.ndarray,
+                    n: np.ndarray | None = None) -> np.ndarray:
+        """Which of the points ``li`` the key light ``lt`` does not reach: ``state`` (N,) int8 holds per point
+        -1 (unknown: a shadow ray is cast, from 1 mm towards the light, and 1 mm along the normal ``n`` if
+        given), 0 (lit) or 1 (shadowed), known from the centre ray of the pixel of a supersampling ray that hits
+        the same part; it is updated with the rays cast. Returns the indices of the shadowed points."""
+        st = state.take(li)
+        cast = li[st < 0]
+        known = li[st > 0]
+        if len(cast):
+            el = ell if ell.shape[1] == 1 else ell.take(cast, axis=1)
+            org = pos.take(cast, axis=1)
+            if n is not None:
+                org = org + n.take(cast, axis=1) * np.float32(1e-3)
+            org = org + el * np.float32(1e-3)
+            hit = self.caster.occluded(org.T, el.T, self._to_light(lt, org))
+            state[cast] = hit
+            cast = cast[hit]
+        return np.concatenate([known, cast]) if len(known) else cast
+
     def _shade(self, n: np.ndarray, view: np.ndarray, pos: np.ndarray, albedo: np.ndarray, ks: np.ndarray,
-               shin: np.ndarray, skin: list[tuple[int, int, np.ndarray]], light: Lighting, shadows: bool) -> np.ndarray:
+               shin: np.ndarray, skin: list[tuple[int, int, np.ndarray]], light: Lighting, shadows: np.ndarray | None
+               ) -> np.ndarray:
         """Opaque surfaces, channels first: normals ``n`` (3, N) facing the viewer, ``ks`` already holds the
         Blinn-Phong normalisation ``ks (shin + 8) / (8 pi) * 4``; ``skin``: (start, end, per-channel exponent)
-        slices with the soft subsurface falloff. Returns linear colour (3, N)."""
+        slices with the soft subsurface falloff; ``shadows``: None (no shadows) or the key light's shadow state
+        per point (:meth:`_key_shadow`). Returns linear colour (3, N)."""
         irr = _sh_irradiance(n, light)
         spec_acc = np.zeros_like(irr)
         for k, lt in enumerate(light.lights):
@@ -149,12 +171,9 @@ class HeadRenderer:
             if not lit.any():
                 continue
             nl = np.maximum(ndl, 0)
-            if k == 0 and shadows:
-                li = np.flatnonzero(lit)
-                el = ell if ell.shape[1] == 1 else ell.take(li, axis=1)
+            if k == 0 and shadows is not None:
                 # 1 mm off the surface: coarse meshes with smooth normals shadow themselves near the terminator
-                org = pos.take(li, axis=1) + n.take(li, axis=1) * np.float32(1e-3) + el * np.float32(1e-3)
-                occ = li[self.caster.occluded(org.T, el.T, self._to_light(lt, org))]
+                occ = self._key_shadow(lt, ell, pos, np.flatnonzero(lit), shadows, n)
                 lit[occ] = False
                 nl[occ] = 0
             # soft scatter: (n.l)^(1 / (1 + 2 w)) per channel (w = 0 is Lambert): red rises fastest from the
@@ -208,7 +227,7 @@ class HeadRenderer:
                 np.linalg.norm(tv, axis=1, keepdims=True), 1e-12)
 
     def _shade_hair(self, n: np.ndarray, t: np.ndarray, albedo: np.ndarray, pos: np.ndarray, view: np.ndarray,
-                    light: Lighting, shadows: bool) -> np.ndarray:
+                    light: Lighting, shadows: np.ndarray | None) -> np.ndarray:
         """Kajiya-Kay hair shading along the card's strand tangent under the same lighting as the rest
         of the head: ambient is the SH environment's irradiance at the card normal (hair is a volume, so
         it is not tangent-based); each light (directional or point, with the same falloff as ``_shade``)
@@ -227,12 +246,9 @@ class HeadRenderer:
             tl = _dot(t, ell) if ell.shape[1] > 1 else ell[:, 0] @ t
             wrap = _clip01((ndl + 0.4) * (1 / 1.4))
             diff = np.sqrt(_clip01(1 - tl * tl)) * wrap
-            if k == 0 and shadows:
-                li = np.flatnonzero(wrap > 0)
-                if len(li):
-                    el = ell if ell.shape[1] == 1 else ell.take(li, axis=1)
-                    org = pos.take(li, axis=1) + el * np.float32(1e-3)
-                    occ = li[self.caster.occluded(org.T, el.T, self._to_light(lt, org))]
+            if k == 0 and shadows is not None:
+                occ = self._key_shadow(lt, ell, pos, np.flatnonzero(wrap > 0), shadows)
+                if len(occ):
                     wrap[occ] *= np.float32(0.35)
                     diff[occ] *= np.float32(0.35)
             h = view + ell
@@ -278,7 +294,8 @@ class HeadRenderer:
         sm = tb.get("spec_map")
         return col, (None if sm is None else _nearest_soa(sm, uv[0], uv[1]))
 
-    def _trace(self, o: np.ndarray, d: np.ndarray, dT: np.ndarray, light: Lighting, cam_z: np.ndarray, aux: bool = True
+    def _trace(self, o: np.ndarray, d: np.ndarray, dT: np.ndarray, light: Lighting, cam_z: np.ndarray, aux: bool = True,
+               shadow_out: dict[str, np.ndarray] | None = None, shadow_hint: dict[str, np.ndarray] | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Shade rays front to back: linear colour (3, N) (premultiplied, 0 on misses), coverage in [0, 1],
         camera-z depth, normal (3, N), part id, and the edge key: the first part hit (hair parts as one).
@@ -292,6 +309,9 @@ class HeadRenderer:
         reaches 0.5 (else the first card hit).
 
         ``aux=False`` (supersampling rays) returns colour and coverage only (the other outputs stay empty).
+        ``shadow_out``: filled with the key light's shadow state at each ray's first hit (``state``: -1 none
+        cast, 0 lit, 1 shadowed) and the part hit (``part``); ``shadow_hint``: such a record per ray (of the
+        pixel's centre ray): a ray that first hits the same part takes its shadow from there, no shadow ray.
 
         Hits are shaded sorted by part (opaque parts first, then cards), so every part's lookups run
         on one contiguous slice and the lighting on two (opaque, cards)."""
@@ -334,7 +354,12 @@ class HeadRenderer:
             parts = self.rank_part.take(rank.take(srt))
             alpha = np.empty(M, np.float32)
             c = np.zeros((3, M), np.float32)
-            shadows = light.shadows and layer == 0  # what is seen through a lens or between strands is shaded without
+            shadows = None  # what is seen through a lens or between strands is shaded without
+            if light.shadows and layer == 0:
+                shadows = np.full(M, -1, np.int8)
+                if shadow_hint is not None:
+                    same = shadow_hint["part"].take(ids) == parts
+                    shadows[same] = shadow_hint["state"].take(ids[same])
             # opaque parts
             k_op = int(bounds[self.n_opaque])
             if k_op:
@@ -362,7 +387,8 @@ class HeadRenderer:
                     if tb["scatter"][0] > 0:
                         skin.append((lo, hi, (1.0 / (1.0 + 2.0 * tb["scatter"])).astype(np.float32)))
                 ks *= (shin + 8) * np.float32(4 / (8 * np.pi))
-                c[:, :k_op] = self._shade(nrm_o, view[:, :k_op], pos[:, :k_op], albedo, ks, shin, skin, light, shadows)
+                c[:, :k_op] = self._shade(nrm_o, view[:, :k_op], pos[:, :k_op], albedo, ks, shin, skin, light,
+                                          None if shadows is None else shadows[:k_op])
             # alpha cards
             if k_op < M:
                 rgba = np.empty((4, M - k_op), np.float32)
@@ -382,8 +408,11 @@ class HeadRenderer:
                     nc = nrm.take(g, axis=1)
                     nc *= np.sign(nv.take(g)) / np.maximum(np.sqrt(_dot(nc, nc)), 1e-9)
                     tng = self.tangent_table.take(p.take(g), axis=1)
+                    sg = None if shadows is None else shadows.take(g)
                     hc = self._shade_hair(nc, tng, rgba[:3].take(sh, axis=1), pos.take(g, axis=1), view.take(g, axis=1),
-                                          light, shadows)
+                                          light, sg)
+                    if sg is not None:
+                        shadows[g] = sg
                     if aux:
                         nrm[:, k_op:] = 0  # unshaded texels carry no normal
                     for ch in range(3):
@@ -392,6 +421,12 @@ class HeadRenderer:
                         c[ch, g] = hc[ch]
                 elif aux:
                     nrm[:, k_op:] = 0
+            if shadow_out is not None and layer == 0:
+                shadow_out["state"] = np.full(n, -1, np.int8)
+                shadow_out["part"] = np.full(n, -1, np.int16)
+                if shadows is not None:
+                    shadow_out["state"][ids] = shadows
+                shadow_out["part"][ids] = parts
             tr = trans.take(ids)
             c *= tr * alpha
             for ch in range(3):
@@ -451,7 +486,7 @@ class HeadRenderer:
         A = (c2w[:3, :3] @ np.linalg.inv(cam.K)).astype(np.float32)
         origin = c2w[:3, 3]
 
-        def trace(x: np.ndarray, y: np.ndarray, aux: bool = True):
+        def trace(x: np.ndarray, y: np.ndarray, aux: bool = True, **kw: Any):
             x, y = x.astype(np.float32), y.astype(np.float32)
             d = np.empty((3, len(x)), np.float32)  # as cameras.rays_through, in float32
             for k in range(3):
@@ -459,7 +494,7 @@ class HeadRenderer:
                 d[k] += y * A[k, 1]
                 d[k] += A[k, 2]
             d *= 1.0 / np.sqrt(_dot(d, d))
-            return self._trace(origin, d.T, d, light, cam_z, aux)
+            return self._trace(origin, d.T, d, light, cam_z, aux, **kw)
 
         x0, x1, y0, y1 = self._screen_box(cam)
         color = np.zeros((3, H, W), np.float32)
@@ -488,7 +523,8 @@ class HeadRenderer:
                 hh, ww = y1 - y0, x1 - x0
                 xs = np.arange(x0, x1) + 0.5
                 ys = np.arange(y0, y1) + 0.5
-                c_, h_, d_, n_, p_, k_ = trace(np.tile(xs, hh), np.repeat(ys, ww))
+                sh_out: dict[str, np.ndarray] = {}
+                c_, h_, d_, n_, p_, k_ = trace(np.tile(xs, hh), np.repeat(ys, ww), shadow_out=sh_out)
                 color[:, y0:y1, x0:x1] = c_.reshape(3, hh, ww)
                 cov[y0:y1, x0:x1] = h_.reshape(hh, ww)
                 dep[y0:y1, x0:x1] = d_.reshape(hh, ww)
@@ -508,7 +544,14 @@ class HeadRenderer:
             if len(rows):
                 off = (np.arange(s) + 0.5) / s
                 ox, oy = np.tile(off, s), np.repeat(off, s)  # row-major s x s sub-pixel grid
-                c2, h2, _, _, _, _ = trace((cols[:, None] + ox).ravel(), (rows[:, None] + oy).ravel(), aux=False)
+                hint = None
+                if sh_out:  # the key light's shadow at the centre ray's hit, for samples that hit the same part
+                    inbox = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
+                    ri = np.where(inbox, (rows - y0) * (x1 - x0) + (cols - x0), 0)
+                    hint = {"state": np.repeat(np.where(inbox, sh_out["state"].take(ri), -1).astype(np.int8), s * s),
+                            "part": np.repeat(np.where(inbox, sh_out["part"].take(ri), -1).astype(np.int16), s * s)}
+                c2, h2, _, _, _, _ = trace((cols[:, None] + ox).ravel(), (rows[:, None] + oy).ravel(), aux=False,
+                                           shadow_hint=hint)
                 flat = rows * W + cols
                 c2 = c2.reshape(3, -1, s * s).sum(2)
                 c2 *= np.float32(1 / (s * s))
