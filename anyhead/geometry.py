@@ -16,20 +16,30 @@ class RayCaster:
         TriangleMesh(scene=self.scene, vertices=self.triangles)
 
     def cast(self, origins: np.ndarray, directions: np.ndarray) -> dict[str, np.ndarray]:
-        """Returns ``primID`` (-1 for a miss), ``tfar`` (distance), ``u``, ``v`` (barycentrics)."""
-        o = np.ascontiguousarray(origins, dtype=np.float32)
-        d = np.ascontiguousarray(directions, dtype=np.float32)
-        if o.shape != d.shape:
-            o = np.ascontiguousarray(np.broadcast_to(o, d.shape))
+        """Returns ``primID`` (-1 for a miss), ``tfar`` (distance), ``u``, ``v`` (barycentrics).
+
+        ``origins`` and ``directions`` are (N, 3) or (1, 3) (shared); float32 arrays of any strides (transposed
+        views, broadcasts) are read in place."""
+        o, d = self._rays(origins, directions)
+        if len(d) != len(o):
+            d = np.broadcast_to(d, o.shape)
         return self.scene.run(o, d, output=1)
 
-    def occluded(self, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
-        """Whether each ray hits anything (an any-hit query: about twice as fast as :meth:`cast`; shadow rays)."""
-        o = np.ascontiguousarray(origins, dtype=np.float32)
-        d = np.ascontiguousarray(directions, dtype=np.float32)
-        if o.shape != d.shape:
-            o = np.ascontiguousarray(np.broadcast_to(o, d.shape))
-        return self.scene.run(o, d, query="OCCLUDED") >= 0
+    def occluded(self, origins: np.ndarray, directions: np.ndarray, tfar: np.ndarray | None = None) -> np.ndarray:
+        """Whether each ray hits anything (an any-hit query: about twice as fast as :meth:`cast`; shadow rays),
+        within ``tfar`` (per ray, in units of the direction's length) if given."""
+        o, d = self._rays(origins, directions)  # one shared direction is read as such
+        if tfar is not None:
+            tfar = np.ascontiguousarray(tfar, np.float32).reshape(-1)
+        return self.scene.run(o, d, dists=tfar, query="OCCLUDED") >= 0
+
+    @staticmethod
+    def _rays(origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        o = np.asarray(origins, dtype=np.float32).reshape(-1, 3)
+        d = np.asarray(directions, dtype=np.float32).reshape(-1, 3)
+        if len(o) != len(d):
+            o = np.broadcast_to(o, (max(len(o), len(d)), 3))
+        return o, d
 
     def outer_surface(self, centre: np.ndarray, directions: np.ndarray, reach: float = 1.0) -> np.ndarray:
         """Distance from ``centre`` to the outermost surface along each direction (NaN on a miss).

@@ -160,3 +160,25 @@ def test_adaptive_supersampling_matches_full(ict_model):
     b = r.render(cam, Lighting(), 2, adaptive=False)
     assert np.abs(a.rgb.astype(int) - b.rgb).mean() < 3.0
     assert np.abs(a.alpha - b.alpha).mean() < 0.005
+
+
+def test_point_light_shadow_rays_stop_at_the_light():
+    from anyhead.render.lighting import Light
+
+    # a ball lit by a point light between it and a second ball: shadow rays end at the light, so the far ball
+    # (beyond the light) casts no shadow on the near one, while a ball between the two does
+    ball = trimesh.creation.icosphere(subdivisions=4, radius=0.1)
+    far = trimesh.creation.icosphere(subdivisions=3, radius=0.2)
+    far.apply_translation([0, 0, 0.8])
+    mid = trimesh.creation.icosphere(subdivisions=3, radius=0.05)
+    mid.apply_translation([0, 0, 0.25])
+    cam = Camera(look_at([0.6, 0, 0.1], [0, 0, 0.05]), intrinsics_from_fov(30, 64, 64), 64, 64)
+
+    def render(parts, shadows):
+        asset = HeadAsset([Part(f"p{i}", m.vertices, m.faces, "skin", vertex_colors=np.full((len(m.vertices), 3), 0.6))
+                           for i, m in enumerate(parts)])
+        light = Lighting(lights=[Light("point", (0.0, 0.0, 0.5), (1.0, 1.0, 1.0))], shadows=shadows)
+        return HeadRenderer(asset).render(cam, light, 1).rgb.astype(int)
+
+    assert np.array_equal(render([ball, far], True), render([ball, far], False))
+    assert (render([ball, mid], True) < render([ball, mid], False)).any()

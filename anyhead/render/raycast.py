@@ -4,7 +4,7 @@ Shading model, in linear RGB: diffuse ambient from an order-2 spherical-harmonic
 1-3 directional or point lights (:mod:`.lighting`), Blinn-Phong specular with a Schlick Fresnel term
 (strength and shininess scaled per texel by a part's ``spec_map``: pores, T-zone), a soft subsurface
 look on skin (per-channel softened falloff: red light reaches furthest towards the terminator), optional hard
-shadows of the key light (one shadow ray), one refraction-free transparency layer for lenses, and
+shadows of the key light (one shadow ray, up to the light if it is a point light), one refraction-free transparency layer for lenses, and
 alpha-textured hair cards blended front to back with Kajiya-Kay strand shading under the same lights.
 Anti-aliasing is s x s stratified supersampling, box-filtered. All views of a head rendered with
 one :class:`Lighting` are 3D-consistent (lights are fixed in the head frame).
@@ -127,11 +127,42 @@ class HeadRenderer:
         e = _unit(lt.vector).astype(np.float32)
         return e[:, None], e @ n, None
 
+    @staticmethod
+    def _to_light(lt: Light, org: np.ndarray) -> np.ndarray | None:
+        """Shadow-ray length from origins ``org`` (3, N): up to a point light (what lies beyond it casts no
+        shadow), unbounded (None) for a directional one."""
+        if lt.kind != "point":
+            return None
+        to_l = np.asarray(lt.vector, np.float32)[:, None] - org
+        return np.sqrt(_dot(to_l, to_l))
+
+    def _key_shadow(self, lt: Light, ell: np.ndarray, pos: np.ndarray, li: np.ndarray, state: np.ndarray,
+                    n: np.ndarray | None = None) -> np.ndarray:
+        """Which of the points ``li`` the key light ``lt`` does not reach: ``state`` (N,) int8 holds per point
+        -1 (unknown: a shadow ray is cast, from 1 mm towards the light, and 1 mm along the normal ``n`` if
+        given), 0 (lit) or 1 (shadowed), known from the centre ray of the pixel of a supersampling ray that hits
+        the same part; it is updated with the rays cast. Returns the indices of the shadowed points."""
+        st = state.take(li)
+        cast = li[st < 0]
+        known = li[st > 0]
+        if len(cast):
+            el = ell if ell.shape[1] == 1 else ell.take(cast, axis=1)
+            org = pos.take(cast, axis=1)
+            if n is not None:
+                org = org + n.take(cast, axis=1) * np.float32(1e-3)
+            org = org + el * np.float32(1e-3)
+            hit = self.caster.occluded(org.T, el.T, self._to_light(lt, org))
+            state[cast] = hit
+            cast = cast[hit]
+        return np.concatenate([known, cast]) if len(known) else cast
+
     def _shade(self, n: np.ndarray, view: np.ndarray, pos: np.ndarray, albedo: np.ndarray, ks: np.ndarray,
-               shin: np.ndarray, skin: list[tuple[int, int, np.ndarray]], light: Lighting, shadows: bool) -> np.ndarray:
+               shin: np.ndarray, skin: list[tuple[int, int, np.ndarray]], light: Lighting, shadows: np.ndarray | None
+               ) -> np.ndarray:
         """Opaque surfaces, channels first: normals ``n`` (3, N) facing the viewer, ``ks`` already holds the
         Blinn-Phong normalisation ``ks (shin + 8) / (8 pi) * 4``; ``skin``: (start, end, per-channel exponent)
-        slices with the soft subsurface falloff. Returns linear colour (3, N)."""
+        slices with the soft subsurface falloff; ``shadows``: None (no shadows) or the key light's shadow state
+        per point (:meth:`_key_shadow`). Returns linear colour (3, N)."""
         irr = _sh_irradiance(n, light)
         spec_acc = np.zeros_like(irr)
         for k, lt in enumerate(light.lights):
@@ -140,12 +171,9 @@ class HeadRenderer:
             if not lit.any():
                 continue
             nl = np.maximum(ndl, 0)
-            if k == 0 and shadows:
-                li = np.flatnonzero(lit)
-                el = ell if ell.shape[1] == 1 else ell.take(li, axis=1)
+            if k == 0 and shadows is not None:
                 # 1 mm off the surface: coarse meshes with smooth normals shadow themselves near the terminator
-                org = pos.take(li, axis=1) + n.take(li, axis=1) * np.float32(1e-3) + el * np.float32(1e-3)
-                occ = li[self.caster.occluded(org.T, np.broadcast_to(el, org.shape).T)]
+                occ = self._key_shadow(lt, ell, pos, np.flatnonzero(lit), shadows, n)
                 lit[occ] = False
                 nl[occ] = 0
             # soft scatter: (n.l)^(1 / (1 + 2 w)) per channel (w = 0 is Lambert): red rises fastest from the
@@ -157,10 +185,10 @@ class HeadRenderer:
                     diff[:, s:e_] = nl[s:e_] ** a[:, None]
             h = view + ell
             h *= 1.0 / np.maximum(np.sqrt(_dot(h, h)), 1e-9)
-            f = 1 - np.clip(_dot(view, h), 0, 1)
+            f = 1 - _clip01(_dot(view, h))
             f2 = f * f
             fres = 0.04 + 0.96 * (f2 * f2 * f)
-            spec = ks * np.clip(_dot(n, h), 0, 1) ** shin * fres * lit
+            spec = ks * _clip01(_dot(n, h)) ** shin * fres * lit
             lcol = np.asarray(lt.color, np.float32)[:, None]
             if fall is not None:
                 diff = diff * fall
@@ -199,7 +227,7 @@ class HeadRenderer:
                 np.linalg.norm(tv, axis=1, keepdims=True), 1e-12)
 
     def _shade_hair(self, n: np.ndarray, t: np.ndarray, albedo: np.ndarray, pos: np.ndarray, view: np.ndarray,
-                    light: Lighting, shadows: bool) -> np.ndarray:
+                    light: Lighting, shadows: np.ndarray | None) -> np.ndarray:
         """Kajiya-Kay hair shading along the card's strand tangent under the same lighting as the rest
         of the head: ambient is the SH environment's irradiance at the card normal (hair is a volume, so
         it is not tangent-based); each light (directional or point, with the same falloff as ``_shade``)
@@ -216,21 +244,18 @@ class HeadRenderer:
         for k, lt in enumerate(light.lights):
             ell, ndl, fall = self._light_dirs(lt, n, pos)
             tl = _dot(t, ell) if ell.shape[1] > 1 else ell[:, 0] @ t
-            wrap = np.clip((ndl + 0.4) * (1 / 1.4), 0, 1)
-            diff = np.sqrt(np.clip(1 - tl * tl, 0, 1)) * wrap
-            if k == 0 and shadows:
-                li = np.flatnonzero(wrap > 0)
-                if len(li):
-                    el = ell if ell.shape[1] == 1 else ell.take(li, axis=1)
-                    org = pos.take(li, axis=1) + el * np.float32(1e-3)
-                    occ = li[self.caster.occluded(org.T, np.broadcast_to(el, org.shape).T)]
+            wrap = _clip01((ndl + 0.4) * (1 / 1.4))
+            diff = np.sqrt(_clip01(1 - tl * tl)) * wrap
+            if k == 0 and shadows is not None:
+                occ = self._key_shadow(lt, ell, pos, np.flatnonzero(wrap > 0), shadows)
+                if len(occ):
                     wrap[occ] *= np.float32(0.35)
                     diff[occ] *= np.float32(0.35)
             h = view + ell
             h *= 1.0 / np.sqrt(_dot(h, h))
             th1, th2 = _dot(t1, h), _dot(t2, h)
-            x1 = np.clip(1 - th1 * th1, 0, 1)  # sin^2(T, H); powers by squaring (np.power is slow)
-            x2 = np.clip(1 - th2 * th2, 0, 1)
+            x1 = _clip01(1 - th1 * th1)  # sin^2(T, H); powers by squaring (np.power is slow)
+            x2 = _clip01(1 - th2 * th2)
             x1_8 = x1 * x1
             x1_8 *= x1_8
             x1_8 *= x1_8
@@ -269,7 +294,8 @@ class HeadRenderer:
         sm = tb.get("spec_map")
         return col, (None if sm is None else _nearest_soa(sm, uv[0], uv[1]))
 
-    def _trace(self, o: np.ndarray, d: np.ndarray, dT: np.ndarray, light: Lighting, cam_z: np.ndarray
+    def _trace(self, o: np.ndarray, d: np.ndarray, dT: np.ndarray, light: Lighting, cam_z: np.ndarray, aux: bool = True,
+               shadow_out: dict[str, np.ndarray] | None = None, shadow_hint: dict[str, np.ndarray] | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Shade rays front to back: linear colour (3, N) (premultiplied, 0 on misses), coverage in [0, 1],
         camera-z depth, normal (3, N), part id, and the edge key: the first part hit (hair parts as one).
@@ -282,6 +308,11 @@ class HeadRenderer:
         part are those of the first opaque-enough hit: an opaque part, or the card where the coverage
         reaches 0.5 (else the first card hit).
 
+        ``aux=False`` (supersampling rays) returns colour and coverage only (the other outputs stay empty).
+        ``shadow_out``: filled with the key light's shadow state at each ray's first hit (``state``: -1 none
+        cast, 0 lit, 1 shadowed) and the part hit (``part``); ``shadow_hint``: such a record per ray (of the
+        pixel's centre ray): a ray that first hits the same part takes its shadow from there, no shadow ray.
+
         Hits are shaded sorted by part (opaque parts first, then cards), so every part's lookups run
         on one contiguous slice and the lighting on two (opaque, cards)."""
         n = len(d)
@@ -293,7 +324,8 @@ class HeadRenderer:
         done = np.zeros(n, bool)  # depth etc. recorded
         key = np.full(n, -1, np.int16)  # the first part hit: where adaptive supersampling looks for edges
         idx = np.arange(n)
-        org: np.ndarray = np.asarray(o, np.float32)[None]
+        org: np.ndarray = np.asarray(o, np.float32)[None]  # (1, 3) shared, then (N, 3) (a view of orgT)
+        orgT = org.T
         dl = d
         dist = None  # ray length up to the current origin (0 on the first layer)
         n_parts = len(self.asset.parts)
@@ -312,7 +344,7 @@ class HeadRenderer:
             ids = idx.take(ok)
             u, v, t = hit["u"].take(ok), hit["v"].take(ok), hit["tfar"].take(ok)
             dv = dT.take(ok, axis=1)  # (3, M)
-            pos = (org.T if org.shape[0] == 1 else org.take(ok, axis=0).T) + dv * t
+            pos = (orgT if orgT.shape[1] == 1 else orgT.take(ok, axis=1)) + dv * t
             if dist is not None:
                 t = t + dist.take(ok)  # from the camera, over the layers passed
             view = -dv
@@ -322,7 +354,12 @@ class HeadRenderer:
             parts = self.rank_part.take(rank.take(srt))
             alpha = np.empty(M, np.float32)
             c = np.zeros((3, M), np.float32)
-            shadows = light.shadows and layer == 0  # what is seen through a lens or between strands is shaded without
+            shadows = None  # what is seen through a lens or between strands is shaded without
+            if light.shadows and layer == 0:
+                shadows = np.full(M, -1, np.int8)
+                if shadow_hint is not None:
+                    same = shadow_hint["part"].take(ids) == parts
+                    shadows[same] = shadow_hint["state"].take(ids[same])
             # opaque parts
             k_op = int(bounds[self.n_opaque])
             if k_op:
@@ -350,7 +387,8 @@ class HeadRenderer:
                     if tb["scatter"][0] > 0:
                         skin.append((lo, hi, (1.0 / (1.0 + 2.0 * tb["scatter"])).astype(np.float32)))
                 ks *= (shin + 8) * np.float32(4 / (8 * np.pi))
-                c[:, :k_op] = self._shade(nrm_o, view[:, :k_op], pos[:, :k_op], albedo, ks, shin, skin, light, shadows)
+                c[:, :k_op] = self._shade(nrm_o, view[:, :k_op], pos[:, :k_op], albedo, ks, shin, skin, light,
+                                          None if shadows is None else shadows[:k_op])
             # alpha cards
             if k_op < M:
                 rgba = np.empty((4, M - k_op), np.float32)
@@ -370,40 +408,63 @@ class HeadRenderer:
                     nc = nrm.take(g, axis=1)
                     nc *= np.sign(nv.take(g)) / np.maximum(np.sqrt(_dot(nc, nc)), 1e-9)
                     tng = self.tangent_table.take(p.take(g), axis=1)
+                    sg = None if shadows is None else shadows.take(g)
                     hc = self._shade_hair(nc, tng, rgba[:3].take(sh, axis=1), pos.take(g, axis=1), view.take(g, axis=1),
-                                          light, shadows)
-                    nrm[:, k_op:] = 0  # unshaded texels carry no normal
+                                          light, sg)
+                    if sg is not None:
+                        shadows[g] = sg
+                    if aux:
+                        nrm[:, k_op:] = 0  # unshaded texels carry no normal
                     for ch in range(3):
-                        nrm[ch, g] = nc[ch]
+                        if aux:
+                            nrm[ch, g] = nc[ch]
                         c[ch, g] = hc[ch]
-                else:
+                elif aux:
                     nrm[:, k_op:] = 0
-            card = np.zeros(M, bool)
-            card[k_op:] = True
+            if shadow_out is not None and layer == 0:
+                shadow_out["state"] = np.full(n, -1, np.int8)
+                shadow_out["part"] = np.full(n, -1, np.int16)
+                if shadows is not None:
+                    shadow_out["state"][ids] = shadows
+                shadow_out["part"][ids] = parts
             tr = trans.take(ids)
             c *= tr * alpha
             for ch in range(3):
                 color[ch, ids] += c[ch]
             tr *= 1 - alpha
             trans[ids] = tr
-            rec = np.flatnonzero(~done.take(ids) & ((~card) | (tr <= 0.5) | ((alpha > 0) & (depth.take(ids) == 0))))
-            ri = ids.take(rec)
-            depth[ri] = t.take(rec) * (cam_z @ dv).take(rec)
-            for ch in range(3):
-                normal[ch, ri] = nrm[ch].take(rec)
-            part[ri] = parts.take(rec)
-            done[ri] = (~card.take(rec)) | (tr.take(rec) <= 0.5)
-            if layer == 0:  # the first surface hit, transparent texels included: texel alpha is coverage already, so
-                key[ids] = self.edge_group[parts]  # gaps in a card are no edges (its outline and hair over skin are)
+            if aux:
+                self._record(ids, k_op, tr, alpha, t, nrm, parts, dv, cam_z, depth, normal, part, done)
+                if layer == 0:  # the first surface hit, transparent texels included: texel alpha is coverage already,
+                    key[ids] = self.edge_group[parts]  # so gaps in a card are no edges (its outline and hair over skin are)
             go = np.flatnonzero(tr > TRANS_STOP)
             if not len(go) or layer == MAX_LAYERS - 1:
                 break
             idx = ids.take(go)
-            dist = t.take(go) + np.float32(1e-4)
+            if aux:
+                dist = t.take(go) + np.float32(1e-4)
             dT = dg = dv.take(go, axis=1)
-            dl = np.ascontiguousarray(dg.T)
-            org = np.ascontiguousarray((pos.take(go, axis=1) + dg * np.float32(1e-4)).T)
+            dl = dg.T  # strided views: the ray caster reads them in place
+            orgT = pos.take(go, axis=1) + dg * np.float32(1e-4)
+            org = orgT.T
         return color, 1.0 - trans, depth, normal, part, key
+
+    @staticmethod
+    def _record(ids: np.ndarray, k_op: int, tr: np.ndarray, alpha: np.ndarray, t: np.ndarray, nrm: np.ndarray,
+                parts: np.ndarray, dv: np.ndarray, cam_z: np.ndarray, depth: np.ndarray, normal: np.ndarray,
+                part: np.ndarray, done: np.ndarray) -> None:
+        """Depth, normal and part of the first opaque-enough hit (hits ``k_op:`` are cards): an opaque part, the
+        card where the coverage reaches 0.5, else the first card hit."""
+        M = len(ids)
+        card = np.zeros(M, bool)
+        card[k_op:] = True
+        rec = np.flatnonzero(~done.take(ids) & ((~card) | (tr <= 0.5) | ((alpha > 0) & (depth.take(ids) == 0))))
+        ri = ids.take(rec)
+        depth[ri] = t.take(rec) * (cam_z @ dv).take(rec)
+        for ch in range(3):
+            normal[ch, ri] = nrm[ch].take(rec)
+        part[ri] = parts.take(rec)
+        done[ri] = (~card.take(rec)) | (tr.take(rec) <= 0.5)
 
     def render(self, cam: Camera, light: Lighting | None = None, supersample: int = 2,
                background: tuple[float, float, float] = (1.0, 1.0, 1.0), adaptive: bool = True) -> RenderOutput:
@@ -425,7 +486,7 @@ class HeadRenderer:
         A = (c2w[:3, :3] @ np.linalg.inv(cam.K)).astype(np.float32)
         origin = c2w[:3, 3]
 
-        def trace(x: np.ndarray, y: np.ndarray):
+        def trace(x: np.ndarray, y: np.ndarray, aux: bool = True, **kw: Any):
             x, y = x.astype(np.float32), y.astype(np.float32)
             d = np.empty((3, len(x)), np.float32)  # as cameras.rays_through, in float32
             for k in range(3):
@@ -433,7 +494,7 @@ class HeadRenderer:
                 d[k] += y * A[k, 1]
                 d[k] += A[k, 2]
             d *= 1.0 / np.sqrt(_dot(d, d))
-            return self._trace(origin, np.ascontiguousarray(d.T), d, light, cam_z)
+            return self._trace(origin, d.T, d, light, cam_z, aux, **kw)
 
         x0, x1, y0, y1 = self._screen_box(cam)
         color = np.zeros((3, H, W), np.float32)
@@ -462,7 +523,8 @@ class HeadRenderer:
                 hh, ww = y1 - y0, x1 - x0
                 xs = np.arange(x0, x1) + 0.5
                 ys = np.arange(y0, y1) + 0.5
-                c_, h_, d_, n_, p_, k_ = trace(np.tile(xs, hh), np.repeat(ys, ww))
+                sh_out: dict[str, np.ndarray] = {}
+                c_, h_, d_, n_, p_, k_ = trace(np.tile(xs, hh), np.repeat(ys, ww), shadow_out=sh_out)
                 color[:, y0:y1, x0:x1] = c_.reshape(3, hh, ww)
                 cov[y0:y1, x0:x1] = h_.reshape(hh, ww)
                 dep[y0:y1, x0:x1] = d_.reshape(hh, ww)
@@ -482,7 +544,14 @@ class HeadRenderer:
             if len(rows):
                 off = (np.arange(s) + 0.5) / s
                 ox, oy = np.tile(off, s), np.repeat(off, s)  # row-major s x s sub-pixel grid
-                c2, h2, _, _, _, _ = trace((cols[:, None] + ox).ravel(), (rows[:, None] + oy).ravel())
+                hint = None
+                if sh_out:  # the key light's shadow at the centre ray's hit, for samples that hit the same part
+                    inbox = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
+                    ri = np.where(inbox, (rows - y0) * (x1 - x0) + (cols - x0), 0)
+                    hint = {"state": np.repeat(np.where(inbox, sh_out["state"].take(ri), -1).astype(np.int8), s * s),
+                            "part": np.repeat(np.where(inbox, sh_out["part"].take(ri), -1).astype(np.int16), s * s)}
+                c2, h2, _, _, _, _ = trace((cols[:, None] + ox).ravel(), (rows[:, None] + oy).ravel(), aux=False,
+                                           shadow_hint=hint)
                 flat = rows * W + cols
                 c2 = c2.reshape(3, -1, s * s).sum(2)
                 c2 *= np.float32(1 / (s * s))
@@ -513,6 +582,13 @@ class HeadRenderer:
         x0, y0 = np.floor(uv.min(0) - 1.0).astype(int)
         x1, y1 = np.ceil(uv.max(0) + 1.0).astype(int)
         return max(x0, 0), min(x1, W), max(y0, 0), min(y1, H)
+
+
+def _clip01(x: np.ndarray) -> np.ndarray:
+    """``np.clip(x, 0, 1)`` in place (a fresh temporary; np.clip's wrapper costs more than the work on short rows)."""
+    np.maximum(x, 0, out=x)
+    np.minimum(x, 1, out=x)
+    return x
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
