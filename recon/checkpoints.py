@@ -191,11 +191,29 @@ SCAFFOLD_BUFFERS = ("anchors", "normals", "x_scaffold")
 
 
 def scaffold_free(path: str | os.PathLike[str], expected: ArchConfig) -> ArchConfig:
-    """``expected`` with the stored checkpoint's scaffold keys: what a warm start compares (every other key must match)."""
+    """``expected`` with the stored checkpoint's scaffold keys: what a warm start compares (every other key must
+    match). Another architecture, or a stored config that does not parse, is left to :func:`load_model` to refuse."""
     if not isinstance(expected, ModelConfig):
         return expected
-    stored = model_config_from_dict(read_record(Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path))["model_cfg"])
+    try:
+        stored = model_config_from_dict(read_record(Path(path))["model_cfg"])
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{path}: stored model config is not valid here: {e}") from None
+    if not isinstance(stored, ModelConfig):
+        return expected  # check_config names the architecture mismatch
     return dataclasses.replace(expected, **{k: getattr(stored, k) for k in SCAFFOLD_KEYS})
+
+
+def scaffold_changes(stored: ArchConfig, configured: ArchConfig) -> list[str]:
+    """The scaffold keys that differ *and matter*: only v2's structured scaffold reads them, and the torso keys only
+    with shoulders on (on either side)."""
+    if not (isinstance(stored, ModelConfig) and isinstance(configured, ModelConfig)):
+        return []
+    if configured.arch_version != 2 or configured.scaffold != "structured":
+        return []
+    torso = stored.shoulders or configured.shoulders
+    return [k for k in SCAFFOLD_KEYS if getattr(stored, k) != getattr(configured, k)
+            and (torso or k not in ("torso_floor", "torso_density"))]
 
 
 def check_config(path: str | os.PathLike[str], stored: ArchConfig, expected: ArchConfig) -> None:

@@ -70,7 +70,7 @@ class ModelConfig:
     token_group: int = num(ge=1, le=64)  # anchors per denoiser token (k-d tree neighbourhoods): attention over M / g tokens
     # structured scaffold over the shoulders (renders show a torso below the neck); defaults keep earlier checkpoints' meaning
     shoulders: bool = False  # anchors on a mean torso grown from the neck, down to torso_floor
-    torso_floor: float = num(-0.34, ge=-0.6, le=-0.15)  # metres (y): the lowest torso anchors
+    torso_floor: float = num(-0.34, ge=-0.6, le=-0.25)  # metres (y): the lowest torso anchors (the torso starts near -0.23)
     torso_density: float = num(0.6, gt=0, le=4)  # torso anchors this many times closer together than on the head (< 1: sparser)
     arch: Literal["any3davatar"] = "any3davatar"
 
@@ -82,6 +82,9 @@ class ModelConfig:
             raise ConfigError("token_group", f"{self.token_group} does not divide n_anchors {self.n_anchors}")
         if self.arch_version == 2 and (self.image_size // self.feat_stride) * self.feat_stride != self.image_size:
             raise ConfigError("feat_stride", f"{self.feat_stride} does not divide image_size {self.image_size}")
+        if self.shoulders and (self.arch_version != 2 or self.scaffold != "structured"):
+            raise ConfigError("shoulders", "needs arch_version 2 and the structured scaffold (v1 and the random "
+                                           "ablation have no template to grow a torso from)")
         if self.image_size % self.patch:
             raise ConfigError("patch", f"{self.patch} does not divide image_size {self.image_size}")
         if self.dim % self.heads:

@@ -34,13 +34,13 @@ from anyhead.io import write_json
 from .checkpoints import (
     MODEL_FILE,
     SCAFFOLD_BUFFERS,
-    SCAFFOLD_KEYS,
     CheckpointError,
     build_model,
     load_model,
     load_train_state,
     read_record,
     save_checkpoint,
+    scaffold_changes,
     scaffold_free,
 )
 from .config import ArchConfig, TrainConfig, load_config
@@ -234,13 +234,16 @@ def train(cfg: TrainConfig, model_cfg: ArchConfig, shards: str | os.PathLike[str
         if init_from is not None:
             init, rec = load_model(init_from, expect=scaffold_free(init_from, model_cfg))
             sd = init.state_dict()
-            changed = [k for k in SCAFFOLD_KEYS if getattr(init.cfg, k, None) != getattr(model_cfg, k, None)]
+            changed = scaffold_changes(init.cfg, model_cfg)
             if changed:  # another scaffold: the network carries over, the scaffold is ours
                 sd = {k: v for k, v in sd.items() if k not in SCAFFOLD_BUFFERS}
                 log.info("warm start across scaffolds (%s differ): network weights from %s, scaffold rebuilt",
                          ", ".join(changed), init_from)
             missing, unexpected = model.load_state_dict(sd, strict=False)
-            missing = [k for k in missing if k not in SCAFFOLD_BUFFERS]
+            if changed:
+                missing = [k for k in missing if k not in SCAFFOLD_BUFFERS]
+            elif hasattr(model, "refresh_offset_limit"):  # the loaded anchors replaced the built ones
+                model.refresh_offset_limit()
             if unexpected or any(not k.startswith("aux.") for k in missing):
                 raise CheckpointError(f"{init_from}: weights do not fit: missing {sorted(missing)[:5]}, "
                                       f"unexpected {sorted(unexpected)[:5]}")

@@ -229,3 +229,16 @@ def test_libraries_never_import_benchmarks():
 
 def test_no_run_scripts_in_benchmarks():
     assert not list((ROOT / "benchmarks").glob("*.sh")), "GPU run scripts belong in scripts/"
+
+
+def test_shoulders_need_the_v2_structured_scaffold():
+    from anyhead.config import ConfigError, replace
+    from tests.conftest import profile_config
+
+    m = profile_config("tiny").any3davatar
+    assert replace(m, {"shoulders": True}).shoulders
+    for bad in ({"shoulders": True, "scaffold": "random"}, {"shoulders": True, "arch_version": 1}):
+        with pytest.raises(ConfigError, match="shoulders"):
+            replace(m, bad)
+    with pytest.raises(ConfigError, match="torso_floor"):
+        replace(m, {"torso_floor": -0.2})

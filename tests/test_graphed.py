@@ -18,7 +18,7 @@ def test_refuses_a_cpu_model():
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 @pytest.mark.parametrize("version", [1, 2])
 def test_graph_replays_match_eager(version):
-    inf = randomise(make(arch_version=version)).inference_module().cuda()
+    inf = randomise(make(arch_version=version)).eval().inference_module().cuda()
     graphed = GraphedInference(inf, batch=2, dtype=torch.float32)
     torch.manual_seed(3)
     for _ in range(3):  # fresh images and cameras each time: the static buffers are refilled, not stale
@@ -30,3 +30,7 @@ def test_graph_replays_match_eager(version):
             assert torch.allclose(getattr(got, name), getattr(ref, name), atol=1e-4, rtol=1e-4), name
     with pytest.raises(ValueError, match="captured for images"):
         graphed(torch.rand(1, 3, 32, 32, device="cuda"), w2c[:1], K[:1])
+    with pytest.raises(ValueError, match="captured for w2c"):  # one camera would broadcast over the batch
+        graphed(image, w2c[:1], K)
+    with pytest.raises(ValueError, match="eval mode"):
+        GraphedInference(randomise(make(arch_version=version)).train().inference_module().cuda())

@@ -317,6 +317,23 @@ def test_init_from_another_scaffold_keeps_the_network_and_rebuilds_the_scaffold(
               init_from=tmp_path / "a" / "model.safetensors")
 
 
+def test_same_scaffold_warm_start_offset_limits_follow_the_loaded_anchors(tiny_shards, tmp_path):
+    """The per-anchor offset limits are derived, not stored: after a warm start loads the checkpoint's anchors into
+    a model built on other anchors, the limits are those of the loaded anchors."""
+    from recon.any3davatar.scaffold import region_offset_limits
+
+    train(cfg(steps=2, ema_decay=0.0), MODEL, tiny_shards, tmp_path / "a", resume=False, anchors=anchors())
+    a, n = sphere_scaffold(128, radius=0.09)
+    other = (a + np.float32([0.0, -0.06, 0.03]), n)  # shifted: other anchors fall in the face / neck regions
+    r = train(cfg(steps=1, ema_decay=0.0, lr=1e-12, warmup=0), MODEL, tiny_shards, tmp_path / "b", resume=False,
+              anchors=other, init_from=tmp_path / "a" / "model.safetensors")
+    m = r.model
+    assert torch.equal(m.anchors.cpu(), load_model(tmp_path / "a")[0].anchors)
+    want = torch.from_numpy(region_offset_limits(m.anchors.cpu().numpy(), MODEL.max_offset, MODEL.hair_offset))
+    assert torch.equal(m.offset_limit.cpu(), want)
+    assert not torch.equal(build_model(MODEL, anchors=other).offset_limit, want)  # the refresh mattered
+
+
 def test_crop_of_the_render_is_the_render_of_the_crop():
     """A crop window with the principal point shifted renders exactly that window of the full view."""
     from anyhead.cameras import intrinsics_from_fov, orbit_camera

@@ -31,7 +31,9 @@ class GraphedInference:
             raise ValueError(f"GraphedInference needs the model on a CUDA device, not {device}")
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"GraphedInference: dtype {dtype} is not one of float32, bfloat16, float16")
-        self.inf, self.dtype, self.batch = inf.eval(), dtype, batch
+        if any(m.training for m in inf.modules()):  # the caller's modes are the caller's: refuse rather than flip them
+            raise ValueError("GraphedInference: put the model in eval mode first (model.eval()); capture records eval behaviour")
+        self.inf, self.dtype, self.batch = inf, dtype, batch
         S = inf.cfg.image_size
         self.image = torch.zeros(batch, 3, S, S, device=device)
         self.w2c = torch.eye(4, device=device).repeat(batch, 1, 1)
@@ -58,8 +60,9 @@ class GraphedInference:
 
     def __call__(self, image: torch.Tensor, w2c: torch.Tensor, K: torch.Tensor, clone: bool = True) -> Gaussians:
         """Gaussians for image (B, 3, S, S) in [0, 1], w2c (B, 4, 4), K (B, 3, 3), B and S as captured."""
-        if image.shape != self.image.shape:
-            raise ValueError(f"GraphedInference was captured for images {tuple(self.image.shape)}, got {tuple(image.shape)}")
+        for name, got, want in (("images", image, self.image), ("w2c", w2c, self.w2c), ("K", K, self.K)):
+            if got.shape != want.shape:  # copy_ would broadcast one camera over the batch without a word
+                raise ValueError(f"GraphedInference was captured for {name} {tuple(want.shape)}, got {tuple(got.shape)}")
         self.image.copy_(image)
         self.w2c.copy_(w2c)
         self.K.copy_(K)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -258,13 +257,10 @@ class Any3DAvatar(nn.Module):
         if self.g > 1:  # tokens of g consecutive anchors: order the anchors so that those are neighbours
             order = torch.from_numpy(group_order(anchors.detach().cpu().float().numpy(), self.g))
             anchors, normals = anchors[order], normals[order]
-        self.register_buffer("anchors", anchors.float())
+        self.register_buffer("anchors", anchors.float().clone())  # own memory: loading must not write into the caller's array
         self.register_buffer("normals", F.normalize(normals.float(), dim=-1))
         # metres each anchor's Gaussians may move: per region in v2, from the anchors, so not stored
-        limit = region_offset_limits(anchors.detach().cpu().float().numpy(), cfg.max_offset, cfg.hair_offset,
-                                     cfg.shoulders) if self.v2 \
-            else np.full(M, cfg.max_offset, np.float32)
-        self.register_buffer("offset_limit", torch.from_numpy(limit), persistent=False)
+        self.register_buffer("offset_limit", self._offset_limit(anchors), persistent=False)
         shift, scale = self.unit_affine()
         # derived from the config, so not stored in checkpoints
         self.register_buffer("unit_shift", shift.repeat(k), persistent=False)
@@ -301,6 +297,18 @@ class Any3DAvatar(nn.Module):
         self.aux = AppearanceHead(cfg) if cfg.aux_head else None
 
     # -- scaffold and parameter space ---------------------------------------------------------
+    def _offset_limit(self, anchors: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        if not self.v2:
+            return torch.full((len(anchors),), cfg.max_offset, dtype=torch.float32)
+        a = anchors.detach().cpu().float().numpy()
+        return torch.from_numpy(region_offset_limits(a, cfg.max_offset, cfg.hair_offset, cfg.shoulders))
+
+    def refresh_offset_limit(self) -> None:
+        """Recompute the per-anchor offset limits from the anchors held now (after loading other anchors into a
+        built model: the limits are derived, not stored)."""
+        self.offset_limit.copy_(self._offset_limit(self.anchors).to(self.offset_limit.device))
+
     def unit_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-parameter (shift, scale) of one Gaussian, (P,) each: unit = (raw - shift) / scale puts
         every group in about [-1, 1], so one noise level means the same for all of them.
