@@ -261,7 +261,10 @@ def train(cfg: TrainConfig, model_cfg: ArchConfig, shards: str | os.PathLike[str
         net = torch.compile(net)
     B, S = cfg.batch_size, model.cfg.image_size  # every architecture's config has image_size
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    side = (lambda split: Path(cache_dir).with_name(split)) if cache_dir is not None else (lambda split: None)
+    # the photos' and captures' caches sit beside the training cache under derived names (train-photos, ...): a
+    # rebuild deletes its folder, so never a bare sibling name that could be the user's data
+    side = (lambda split: Path(cache_dir).with_name(f"{Path(cache_dir).name}-{split}")) if cache_dir is not None \
+        else (lambda split: None)
     batches = training_batches(cfg, shards, cache_dir, device, rank, world, S, start, photos, captures, side("photos"),
                                side("captures"))
     runner = StepRunner(cfg, model, net, opt, loss_fn, device, ema)
