@@ -51,13 +51,18 @@ class Gaussians:
         return Gaussians(self.means[i], self.quats[i], self.log_scales[i], self.opacity_logits[i], self.colors[i],
                          self.sh_degree, self.antialiased)
 
+    def _map(self, fn) -> "Gaussians":
+        """``fn`` applied to every tensor field; the others (sh_degree, antialiased) kept."""
+        return Gaussians(*(fn(v) if torch.is_tensor(v) else v for v in (getattr(self, f.name) for f in fields(self))))
+
     def detach(self) -> "Gaussians":
-        return Gaussians(*(getattr(self, f.name).detach() if torch.is_tensor(getattr(self, f.name)) else getattr(self, f.name)
-                           for f in fields(self)))
+        return self._map(torch.Tensor.detach)
 
     def to(self, *args, **kwargs) -> "Gaussians":
-        return Gaussians(*(getattr(self, f.name).to(*args, **kwargs) if torch.is_tensor(getattr(self, f.name))
-                           else getattr(self, f.name) for f in fields(self)))
+        return self._map(lambda t: t.to(*args, **kwargs))
+
+    def clone(self) -> "Gaussians":
+        return self._map(torch.Tensor.clone)
 
     def rgb_to_sh(self) -> "Gaussians":
         """Degree-0 SH form of RGB colours (what 3DGS viewers expect)."""

@@ -67,11 +67,7 @@ class GraphedInference:
         self.w2c.copy_(w2c)
         self.K.copy_(K)
         self.graph.replay()
-        if not clone:
-            return self.out
-        o = self.out
-        return Gaussians(o.means.clone(), o.quats.clone(), o.log_scales.clone(), o.opacity_logits.clone(), o.colors.clone(),
-                         o.sh_degree, o.antialiased)
+        return self.out.clone() if clone else self.out
 
 
 def compiled_inference(inf: InferenceAny3DAvatar, mode: str = "reduce-overhead"):
