@@ -49,21 +49,17 @@ def region_offset_limits(points: np.ndarray, max_offset: float, hair_offset: flo
     return np.where(tight, max_offset, max(hair_offset, max_offset)).astype(np.float32)
 
 
-def torso_surface(model, n: int, seed: int = 0, floor: float = -0.34,
+def torso_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0, floor: float = -0.34,
                   half_width: float = 0.21) -> tuple[np.ndarray, np.ndarray]:
-    """(points (n', 3), outward normals) sampled on the torso AnyHead grows from the ICT mean head's neck
-    (:class:`anyhead.look.Torso`, the mean shoulder half-width of its draws), above ``floor`` (metres)."""
+    """(points (n', 3), outward normals) sampled on the torso AnyHead grows from the neck of the head skin
+    (``vertices``, ``faces``: :class:`anyhead.look.Torso`, the mean shoulder half-width of its draws), above
+    ``floor`` (metres)."""
     import trimesh
 
     from anyhead.geometry import grid_faces
     from anyhead.look import Torso
 
-    skin = model.face_mask(("M_Face", "M_BackHead"))
-    faces = model.faces[skin]
-    used = np.unique(faces)
-    remap = np.full(len(model.neutral), -1, np.int64)
-    remap[used] = np.arange(len(used))
-    torso = Torso(model.neutral[used].astype(np.float64), remap[faces], half_width)
+    torso = Torso(np.asarray(vertices, np.float64), faces, half_width)
     rows = 44
     mesh = trimesh.Trimesh(torso.grid(np.zeros(torso.M), rows), grid_faces(rows, torso.M, wrap_cols=True), process=False)
     p, f = trimesh.sample.sample_surface(mesh, n, seed=seed + 2)
@@ -114,7 +110,7 @@ def template_scaffold(model, n_anchors: int, seed: int = 0, neck_floor: float = 
     pts = np.concatenate([p_head[~under], p_hair])
     nrm = np.concatenate([n_head[~under], n_hair])
     if shoulders:
-        p_t, n_t = torso_surface(model, n_pool, seed, torso_floor)
+        p_t, n_t = torso_surface(verts, faces, n_pool, seed, torso_floor)
         pts, nrm = np.concatenate([pts, p_t]), np.concatenate([nrm, n_t])
     weights = np.where(face_region(pts), face_density, 1.0) if face_density != 1.0 else None
     if shoulders:
