@@ -160,10 +160,10 @@ def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
-               expect: ArchConfig | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+               expect: ArchConfig | None = None, ignore: tuple[str, ...] = ()) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Model and record of a checkpoint (a ``model.safetensors`` file or its run folder).
 
-    With ``expect``, a checkpoint of another architecture or config is refused, naming the keys."""
+    With ``expect``, a checkpoint of another architecture or config is refused, naming the keys (except ``ignore``)."""
     path = Path(path)
     if path.is_dir():
         path = path / MODEL_FILE
@@ -173,7 +173,7 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     except ValueError as e:
         raise CheckpointError(f"{path}: stored model config is not valid here: {e}") from None
     if expect is not None:
-        check_config(path, cfg, expect)
+        check_config(path, cfg, expect, ignore)
     sd = load_file(str(path), device="cpu")
     if record.get("inference_only"):  # a release: the same network without the training-only auxiliary head
         cfg = dataclasses.replace(cfg, aux_head=False)
@@ -190,20 +190,6 @@ SCAFFOLD_KEYS = ("shoulders", "torso_floor", "torso_density", "neck_floor", "fac
 SCAFFOLD_BUFFERS = ("anchors", "normals", "x_scaffold")
 
 
-def scaffold_free(path: str | os.PathLike[str], expected: ArchConfig) -> ArchConfig:
-    """``expected`` with the stored checkpoint's scaffold keys: what a warm start compares (every other key must
-    match). Another architecture, or a stored config that does not parse, is left to :func:`load_model` to refuse."""
-    if not isinstance(expected, ModelConfig):
-        return expected
-    try:
-        stored = model_config_from_dict(read_record(Path(path))["model_cfg"])
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"{path}: stored model config is not valid here: {e}") from None
-    if not isinstance(stored, ModelConfig):
-        return expected  # check_config names the architecture mismatch
-    return dataclasses.replace(expected, **{k: getattr(stored, k) for k in SCAFFOLD_KEYS})
-
-
 def scaffold_changes(stored: ArchConfig, configured: ArchConfig) -> list[str]:
     """The scaffold keys that differ *and matter*: only v2's structured scaffold reads them, and the torso keys only
     with shoulders on (on either side)."""
@@ -216,10 +202,12 @@ def scaffold_changes(stored: ArchConfig, configured: ArchConfig) -> list[str]:
             and (torso or k not in ("torso_floor", "torso_density"))]
 
 
-def check_config(path: str | os.PathLike[str], stored: ArchConfig, expected: ArchConfig) -> None:
-    """Refuse a checkpoint whose model config is not ``expected``; the message lists each differing key."""
+def check_config(path: str | os.PathLike[str], stored: ArchConfig, expected: ArchConfig, ignore: tuple[str, ...] = ()) -> None:
+    """Refuse a checkpoint whose model config is not ``expected`` (keys in ``ignore`` may differ); the message lists
+    each differing key."""
     a, b = to_dict(stored), to_dict(expected)
-    diff = [f"{k}: checkpoint {a.get(k)!r} vs configured {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    diff = [f"{k}: checkpoint {a.get(k)!r} vs configured {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and k not in ignore]
     if diff:
         raise CheckpointError(f"{path}: the checkpoint's model config differs from the configured one: " + "; ".join(diff))
 

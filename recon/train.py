@@ -34,6 +34,7 @@ from anyhead.io import write_json
 from .checkpoints import (
     MODEL_FILE,
     SCAFFOLD_BUFFERS,
+    SCAFFOLD_KEYS,
     CheckpointError,
     build_model,
     load_model,
@@ -41,7 +42,6 @@ from .checkpoints import (
     read_record,
     save_checkpoint,
     scaffold_changes,
-    scaffold_free,
 )
 from .config import ArchConfig, TrainConfig, load_config
 from .losses import ReconLoss
@@ -232,7 +232,7 @@ def train(cfg: TrainConfig, model_cfg: ArchConfig, shards: str | os.PathLike[str
     else:
         model, opt_state, ema_state = build_model(model_cfg, ict_model, anchors, seed), None, None
         if init_from is not None:
-            init, rec = load_model(init_from, expect=scaffold_free(init_from, model_cfg))
+            init, rec = load_model(init_from, expect=model_cfg, ignore=SCAFFOLD_KEYS)  # a warm start may change the scaffold
             sd = init.state_dict()
             changed = scaffold_changes(init.cfg, model_cfg)
             if changed:  # another scaffold: the network carries over, the scaffold is ours
